@@ -1,0 +1,220 @@
+"""Countdown (TinyZero): reach a target with + - * / using each given number once."""
+
+import hashlib
+import warnings
+
+from tasks.arithmetic import MAX_EXPRESSION_CHARS, ArithmeticSyntaxError, parse_expression
+from tasks.base import Prompt, Score, Task
+from tasks.countdown_problems import (
+    check_generator_config,
+    generate_problems,
+    problem_fields,
+    problem_key,
+    solve,
+)
+from tasks.registry import register_task
+from tasks.sources import iter_rows
+
+__all__ = ["CountdownTask", "countdown_reward", "generate_problems", "problem_key", "solve"]
+
+ANSWER_OPEN = "<answer>"
+ANSWER_CLOSE = "</answer>"
+
+INSTRUCTION = (
+    "Using the numbers {nums}, create an equation that equals {target}. You can use basic arithmetic operations "
+    "(+, -, *, /) and each number can only be used once. Show your work in <think> </think> tags. And return the "
+    "final answer in <answer> </answer> tags, for example <answer> (1 + 2) / 3 </answer>."
+)
+TINYZERO_PREFIX = (
+    "A conversation between User and Assistant. The user asks a question, and the Assistant solves it. The "
+    "assistant first thinks about the reasoning process in the mind and then provides the user with the answer.\n"
+    "User: {instruction}\nAssistant: Let me solve this step by step.\n<think>"
+)
+TEMPLATES = ("tinyzero", "chat", "compact")
+_MAX_REPORTED_ROWS = 5
+
+
+def countdown_reward(completion: str, nums: list[int], target: int, format_score: float = 0.1) -> float:
+    """TinyZero's Countdown reward: 0 without an answer, 1 if correct, ``format_score`` otherwise.
+
+    The answer is the text between the last ``</answer>`` and the nearest ``<answer>`` before it; it must
+    parse (see ``tasks.arithmetic``), use exactly the multiset ``nums`` and equal ``target`` exactly.
+    """
+    end = completion.rfind(ANSWER_CLOSE)
+    if end < 0:
+        return 0.0
+    start = completion.rfind(ANSWER_OPEN, 0, end)
+    if start < 0:
+        return 0.0
+    start += len(ANSWER_OPEN)
+    if end - start > MAX_EXPRESSION_CHARS:
+        return format_score
+    try:
+        expr = parse_expression(completion[start:end])
+    except ArithmeticSyntaxError:
+        return format_score
+    if sorted(expr.numbers()) != sorted(nums) or expr.evaluate() != target:
+        return format_score
+    return 1.0
+
+
+def _split_seed(seed: int, split: str) -> int:
+    """A seed per split, derived from the task seed (stable across Python versions and processes)."""
+    digest = hashlib.sha256(f"countdown/{split}/{seed}".encode()).digest()
+    return int.from_bytes(digest[:8], "big")
+
+
+@register_task("countdown")
+class CountdownTask(Task):
+    """Countdown: combine the given numbers with + - * / (each used once) to reach the target.
+
+    Args:
+        train_size: Number of training problems (the first rows of ``train_file`` if given).
+        test_size: Number of test problems (the first rows of ``test_file`` if given).
+        seed: Seed of the problem generator (train and test derive different seeds from it).
+        min_numbers: Fewest numbers in a generated problem.
+        max_numbers: Most numbers in a generated problem.
+        max_number: Generated numbers are drawn from 1..max_number.
+        max_target: Generated targets are integers in 1..max_target.
+        train_file: TinyZero-format rows (nums, target) for training: a .jsonl/.json/.parquet path or a
+            Hugging Face dataset name; None generates problems.
+        test_file: Same for testing; if equal to train_file, the test rows follow the first train_size rows.
+        template: Prompt style: "tinyzero" (base-model text), "chat" (one user message) or "compact" (tiny models).
+        format_score: Reward for a well-formed but wrong answer (in [0, 1)).
+    """
+
+    splits = ("train", "test")
+
+    def __init__(
+        self,
+        train_size: int = 2000,
+        test_size: int = 512,
+        seed: int = 0,
+        min_numbers: int = 3,
+        max_numbers: int = 4,
+        max_number: int = 99,
+        max_target: int = 100,
+        train_file: str | None = None,
+        test_file: str | None = None,
+        template: str = "tinyzero",
+        format_score: float = 0.1,
+    ) -> None:
+        if train_size < 0 or test_size < 0:
+            raise ValueError(f"train_size and test_size must be >= 0, got {train_size} and {test_size}.")
+        check_generator_config(min_numbers, max_numbers, max_number, max_target)
+        if template not in TEMPLATES:
+            raise ValueError(f"Unknown Countdown template {template!r}; choose one of: {', '.join(TEMPLATES)}.")
+        if not 0.0 <= format_score < 1.0:
+            raise ValueError(f"format_score must be in [0, 1) so that only correct answers earn 1, got {format_score}.")
+        self.train_size = train_size
+        self.test_size = test_size
+        self.seed = seed
+        self.min_numbers = min_numbers
+        self.max_numbers = max_numbers
+        self.max_number = max_number
+        self.max_target = max_target
+        self.train_file = train_file
+        self.test_file = test_file
+        self.template = template
+        self.format_score = format_score
+
+    def build_examples(self, split: str) -> list[dict]:
+        """Rows of ``split``: read from its file if given, else generated (test never repeats a train key)."""
+        source = self.train_file if split == "train" else self.test_file
+        size = self.train_size if split == "train" else self.test_size
+        if source is not None:
+            return self._file_rows(split, source, size)
+        if split == "train":  # a generated split never repeats a problem of the other split
+            exclude = None if self.test_file is None else {problem_key(row) for row in self.examples("test")}
+        else:
+            exclude = {problem_key(row) for row in self.examples("train")}
+        return generate_problems(
+            size,
+            _split_seed(self.seed, split),
+            self.min_numbers,
+            self.max_numbers,
+            self.max_number,
+            self.max_target,
+            exclude=exclude,
+        )
+
+    def warmstart_examples(self, count: int, seed: int) -> list[dict]:
+        """Fresh generated problems, none of them in the train or test split."""
+        exclude = {problem_key(row) for split in self.splits for row in self.examples(split)}
+        return generate_problems(
+            count,
+            _split_seed(seed, "warmstart"),
+            self.min_numbers,
+            self.max_numbers,
+            self.max_number,
+            self.max_target,
+            exclude=exclude,
+        )
+
+    def _file_rows(self, split: str, source: str, size: int) -> list[dict]:
+        shared = self.train_file == self.test_file
+        offset = self.train_size if shared and split == "test" else 0
+        if size == 0:
+            return []
+        cache: dict[str, list[dict]] = self.__dict__.setdefault("_source_cache", {})
+        if source not in cache:
+            cache[source] = read_countdown_rows(source, limit=self.train_size + self.test_size if shared else size)
+        rows = cache[source][offset : offset + size]
+        if not rows:
+            raise ValueError(
+                f"'{source}' has only {len(cache[source])} valid rows, all used by the train split; "
+                "pass a separate test_file or a smaller train_size."
+            )
+        return rows
+
+    def prompt(self, example: dict) -> Prompt:
+        """The prompt in the configured template."""
+        nums, target = problem_fields(example)
+        if self.template == "compact":
+            return f"{target} from {' '.join(map(str, nums))}:"
+        instruction = INSTRUCTION.format(nums=nums, target=target)
+        if self.template == "chat":
+            return [{"role": "user", "content": instruction}]
+        return TINYZERO_PREFIX.format(instruction=instruction)
+
+    def score(self, completion: str, example: dict) -> Score:
+        """TinyZero's reward (see ``countdown_reward``); correct iff the reward is 1."""
+        nums, target = problem_fields(example)
+        reward = countdown_reward(completion, nums, target, self.format_score)
+        return Score(reward=reward, correct=reward == 1.0)
+
+    def solution(self, example: dict) -> str | None:
+        """``<answer>EXPR</answer>`` from the row's ``solution`` field, else from the exact solver."""
+        nums, target = problem_fields(example)
+        expr = example.get("solution")
+        if not isinstance(expr, str) or not expr.strip():
+            expr = solve(nums, target)
+        return None if expr is None else f"{ANSWER_OPEN}{expr}{ANSWER_CLOSE}"
+
+
+def read_countdown_rows(source: str, limit: int | None = None) -> list[dict]:
+    """Valid Countdown rows of ``source`` (up to ``limit``); broken rows are skipped with one warning."""
+    rows: list[dict] = []
+    broken: list[int] = []
+    for index, row in enumerate(iter_rows(source)):
+        if limit is not None and len(rows) >= limit:
+            break
+        try:
+            nums, target = problem_fields(row)
+        except ValueError:
+            broken.append(index)
+            continue
+        rows.append({**row, "nums": nums, "target": target})
+    if not rows:
+        raise ValueError(
+            f"'{source}' has no valid Countdown rows ({len(broken)} broken); each row needs 'nums' (a non-empty "
+            "list of integers) and 'target' (an integer)."
+        )
+    if broken:
+        warnings.warn(
+            f"Skipped {len(broken)} broken Countdown rows of '{source}' (missing or non-integer 'nums'/'target', or "
+            f"empty 'nums'); first row indices: {broken[:_MAX_REPORTED_ROWS]}.",
+            UserWarning,
+            stacklevel=2,
+        )
+    return rows

@@ -1,0 +1,163 @@
+"""Countdown problems: row validation, problem keys, the seeded generator and an exact brute-force solver."""
+
+import functools
+import operator
+import random
+from collections.abc import Iterable, Mapping
+from fractions import Fraction
+from typing import Any
+
+from tasks.arithmetic import MAX_DIGITS, MAX_EXPRESSION_CHARS, BinaryOp, Expr, Number
+
+MAX_LITERAL = 10**MAX_DIGITS - 1
+ProblemKey = tuple[tuple[int, ...], int]
+
+_MAX_CONSECUTIVE_MISSES = 100_000
+_SolverTree = int | tuple[str, "_SolverTree", "_SolverTree"]
+
+
+def _as_int(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, float):
+        return int(value) if value.is_integer() else None
+    try:
+        return operator.index(value)
+    except TypeError:
+        return None
+
+
+def problem_fields(example: Mapping) -> tuple[list[int], int]:
+    """The validated ``(nums, target)`` of a Countdown row; ValueError saying what is wrong otherwise."""
+    if not isinstance(example, Mapping):
+        raise ValueError(f"A Countdown example must be a dict with 'nums' and 'target', got {type(example).__name__}.")
+    for field in ("nums", "target"):
+        if field not in example:
+            raise ValueError(f"Countdown example is missing the field {field!r} (it has: {sorted(map(str, example))}).")
+    raw_nums, target = example["nums"], _as_int(example["target"])
+    if target is None:
+        raise ValueError(f"Countdown example field 'target' must be an integer, got {example['target']!r}.")
+    if not isinstance(raw_nums, list | tuple) or not raw_nums:
+        raise ValueError(f"Countdown example field 'nums' must be a non-empty list of integers, got {raw_nums!r}.")
+    nums = [_as_int(n) for n in raw_nums]
+    if any(n is None or not 0 <= n <= MAX_LITERAL for n in nums):
+        raise ValueError(f"Countdown example field 'nums' must hold integers in 0..{MAX_LITERAL}, got {raw_nums!r}.")
+    return nums, target  # type: ignore[return-value]
+
+
+def problem_key(example: Mapping) -> ProblemKey:
+    """The identity of a problem: ``(tuple(sorted(nums)), target)``."""
+    nums, target = problem_fields(example)
+    return tuple(sorted(nums)), target
+
+
+def check_generator_config(min_numbers: int, max_numbers: int, max_number: int, max_target: int) -> None:
+    """Raise ValueError for generator settings that cannot produce problems."""
+    if not 1 <= min_numbers <= max_numbers:
+        raise ValueError(f"Need 1 <= min_numbers <= max_numbers, got {min_numbers} and {max_numbers}.")
+    if not 1 <= max_number <= MAX_LITERAL:
+        raise ValueError(f"max_number must be in 1..{MAX_LITERAL}, got {max_number}.")
+    if max_target < 1:
+        raise ValueError(f"max_target must be at least 1, got {max_target}.")
+
+
+def _random_tree(rng: random.Random, nums: list[int]) -> Expr:
+    """A random binary tree over ``nums`` in the given order, with random operators."""
+    nodes: list[Expr] = [Number(n) for n in nums]
+    while len(nodes) > 1:
+        i = rng.randrange(len(nodes) - 1)
+        nodes[i : i + 2] = [BinaryOp(rng.choice("+-*/"), nodes[i], nodes[i + 1])]
+    return nodes[0]
+
+
+def generate_problems(
+    count: int,
+    seed: int,
+    min_numbers: int = 3,
+    max_numbers: int = 4,
+    max_number: int = 99,
+    max_target: int = 100,
+    exclude: set[ProblemKey] | None = None,
+) -> list[dict]:
+    """Draw ``count`` distinct problems ``{"id", "nums", "target", "solution"}`` deterministically from ``seed``.
+
+    Each problem draws n in [min_numbers, max_numbers] numbers from 1..max_number, builds a random expression
+    tree over a random permutation of all of them and keeps it if its exact value is an integer in
+    1..max_target; keys in ``exclude`` (see ``problem_key``) and repeats are skipped.
+    """
+    check_generator_config(min_numbers, max_numbers, max_number, max_target)
+    rng = random.Random(seed)
+    seen = set(exclude or ())
+    problems: list[dict] = []
+    misses = 0
+    while len(problems) < count:
+        nums = [rng.randint(1, max_number) for _ in range(rng.randint(min_numbers, max_numbers))]
+        order = nums[:]
+        rng.shuffle(order)
+        tree = _random_tree(rng, order)
+        value = tree.evaluate()
+        accepted = value is not None and value.denominator == 1 and 1 <= value <= max_target
+        key = (tuple(sorted(nums)), int(value)) if accepted else None
+        solution = str(tree) if accepted else ""
+        if key is None or key in seen or len(solution) > MAX_EXPRESSION_CHARS:
+            misses += 1
+            if misses > _MAX_CONSECUTIVE_MISSES:
+                raise ValueError(
+                    f"Could only generate {len(problems)} of {count} distinct Countdown problems with "
+                    f"{min_numbers}-{max_numbers} numbers in 1..{max_number} and targets in 1..{max_target}; "
+                    "widen these ranges or ask for fewer problems."
+                )
+            continue
+        misses = 0
+        seen.add(key)
+        problems.append({"id": len(problems), "nums": nums, "target": key[1], "solution": solution})
+    return problems
+
+
+def _combine(a: Fraction, b: Fraction, ta: _SolverTree, tb: _SolverTree) -> Iterable[tuple[Fraction, _SolverTree]]:
+    yield a + b, ("+", ta, tb)
+    yield a * b, ("*", ta, tb)
+    yield a - b, ("-", ta, tb)
+    yield b - a, ("-", tb, ta)
+    if b:
+        yield a / b, ("/", ta, tb)
+    if a:
+        yield b / a, ("/", tb, ta)
+
+
+def _to_expr(tree: _SolverTree) -> Expr:
+    if isinstance(tree, int):
+        return Number(tree)
+    op, left, right = tree
+    return BinaryOp(op, _to_expr(left), _to_expr(right))
+
+
+@functools.lru_cache(maxsize=4096)
+def _solve_sorted(nums: tuple[int, ...], target: int) -> str | None:
+    goal = Fraction(target)
+    failed: set[tuple[Fraction, ...]] = set()
+
+    def search(items: list[tuple[Fraction, _SolverTree]]) -> _SolverTree | None:
+        if len(items) == 1:
+            return items[0][1] if items[0][0] == goal else None
+        state = tuple(sorted(value for value, _ in items))
+        if state in failed:
+            return None
+        for i in range(len(items)):
+            for j in range(i + 1, len(items)):
+                rest = items[:i] + items[i + 1 : j] + items[j + 1 :]
+                for value, tree in _combine(items[i][0], items[j][0], items[i][1], items[j][1]):
+                    found = search([*rest, (value, tree)])
+                    if found is not None:
+                        return found
+        failed.add(state)
+        return None
+
+    found = search([(Fraction(n), n) for n in nums])
+    return None if found is None else str(_to_expr(found))
+
+
+def solve(nums: Iterable[int], target: int) -> str | None:
+    """An expression using every number exactly once (+ - * /, exact) that equals ``target``, or None."""
+    nums, target = problem_fields({"nums": list(nums), "target": target})
+    return _solve_sorted(tuple(sorted(nums)), target)
