@@ -1,0 +1,120 @@
+"""Token log-probs (and entropies) of completions without ever holding a full-vocabulary float32 tensor.
+
+The lm_head is applied to chunks of at most chunk_size scored positions; under autograd each chunk is activation-
+checkpointed, so backward recomputes that chunk's logits instead of keeping them: peak memory is
+O(chunk_size * vocab), never O(num_tokens * vocab).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
+
+__all__ = ["completion_logprobs", "entropy_from_logits", "sequence_logprobs"]
+
+
+def entropy_from_logits(logits: Tensor) -> Tensor:
+    """Entropy of the softmax over the last dim, in float32: -(p * log p).sum(-1)."""
+    # logits: [..., V] -> [...]
+    logp = torch.log_softmax(logits.float(), dim=-1)
+    return -(logp.exp() * logp).sum(-1)
+
+
+def _chunk_logprobs(
+    hidden: Tensor, targets: Tensor, lm_head: nn.Module, temperature: float, with_entropy: bool
+) -> tuple[Tensor, Tensor | None]:
+    """Log-prob of each target (and the entropy) for one chunk of rows."""
+    # hidden: [n, H], targets: [n] -> logp [n], entropy [n] or None
+    logits = lm_head(hidden).float() / temperature  # [n, V], freed when the chunk returns
+    logp_all = torch.log_softmax(logits, dim=-1)  # [n, V]
+    logp = logp_all.gather(-1, targets.unsqueeze(-1)).squeeze(-1)  # [n]
+    entropy = -(logp_all.exp() * logp_all).sum(-1) if with_entropy else None  # [n]
+    return logp, entropy
+
+
+def completion_logprobs(
+    hidden: Tensor,
+    lm_head: nn.Module,
+    targets: Tensor,
+    temperature: float = 1.0,
+    chunk_size: int = 1024,
+    with_entropy: bool = False,
+) -> tuple[Tensor, Tensor | None]:
+    """Log-probs of targets under softmax(lm_head(hidden) / temperature), chunked; float32 (logp, entropy or None)."""
+    # hidden: [N, H] final hidden states of the positions before each target; targets: [N] token ids
+    # returns logp [N] float32 and, with with_entropy, entropy [N] float32 of the tempered distribution.
+    # Both carry gradients (an entropy bonus needs them); detach the entropy yourself when it is only a metric.
+    # lm_head is called as a module (not F.linear on its weight) so that module hooks, e.g. FSDP2 unsharding, run.
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be a positive number of rows, got {chunk_size}")
+    if hidden.shape[0] != targets.shape[0]:
+        raise ValueError(f"hidden has {hidden.shape[0]} rows but targets has {targets.shape[0]}")
+    use_checkpoint = torch.is_grad_enabled()
+    logps: list[Tensor] = []
+    entropies: list[Tensor] = []
+    # Loop over chunks (N / chunk_size iterations), never over tokens. An empty N still runs one empty chunk, so
+    # the outputs stay attached to the graph.
+    for start in range(0, max(hidden.shape[0], 1), chunk_size):
+        h, t = hidden[start : start + chunk_size], targets[start : start + chunk_size]  # [n, H], [n]
+        if use_checkpoint:
+            # lm_head is deterministic, so there is no RNG state to stash for the recompute
+            logp, entropy = checkpoint(
+                _chunk_logprobs, h, t, lm_head, temperature, with_entropy, use_reentrant=False, preserve_rng_state=False
+            )
+        else:
+            logp, entropy = _chunk_logprobs(h, t, lm_head, temperature, with_entropy)
+        logps.append(logp)
+        if entropy is not None:
+            entropies.append(entropy)
+    return torch.cat(logps), (torch.cat(entropies) if with_entropy else None)
+
+
+def _decoder_and_head(model: nn.Module) -> tuple[nn.Module, nn.Module]:
+    """The decoder backbone (hidden states out) and the output head of a HF causal LM, optionally peft-wrapped."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    decoder = base.get_decoder() if hasattr(base, "get_decoder") else None
+    if decoder is None:
+        decoder = getattr(base, "model", None)
+    head = base.get_output_embeddings() if hasattr(base, "get_output_embeddings") else None
+    if decoder is None or head is None:
+        raise ValueError(
+            f"{type(base).__name__} is not a Hugging Face causal LM with a decoder backbone and an output head "
+            "(get_decoder()/.model and get_output_embeddings()); pass an AutoModelForCausalLM (or a PeftModel of one)"
+        )
+    return decoder, head
+
+
+def sequence_logprobs(
+    model: nn.Module,
+    input_ids: Tensor,
+    attention_mask: Tensor,
+    completion_mask: Tensor,
+    temperature: float = 1.0,
+    chunk_size: int = 1024,
+    with_entropy: bool = False,
+) -> tuple[Tensor, Tensor | None]:
+    """Float32 log-probs (and entropies) of the scored tokens of a batch, [B, L], zero where not scored."""
+    # input_ids, attention_mask: [B, L] (left or right padded; prompt + completion)
+    # completion_mask: [B, L], 1 on the positions t whose token input_ids[:, t] is scored (a completion token);
+    #   position 0 has no preceding context and is never scored.
+    # returns logp [B, L] float32: log p(input_ids[b, t] | input_ids[b, :t]) at scored (b, t), 0 elsewhere;
+    #   entropy [B, L] float32 of the distribution at that step (with grad), or None.
+    # Position ids count only attended tokens, so a left-padded row scores exactly like the same row unpadded.
+    # The decoder backbone and the head are called directly (not the root forward): logits exist only for the
+    # scored positions, chunk by chunk. Any LoRA layers peft injected inside them still apply.
+    decoder, head = _decoder_and_head(model)
+    position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)  # [B, L]
+    hidden = decoder(
+        input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False
+    ).last_hidden_state  # [B, L, H]
+    scored = completion_mask.bool() & attention_mask.bool()  # [B, L]
+    scored[:, 0] = False
+    next_scored = scored[:, 1:]  # [B, L-1]: the token at t + 1 is scored, predicted from the hidden state at t
+    prev_hidden = hidden[:, :-1][next_scored]  # [N, H]
+    targets = input_ids[:, 1:][next_scored]  # [N]
+    logp, entropy = completion_logprobs(prev_hidden, head, targets, temperature, chunk_size, with_entropy)  # [N]
+    zeros = torch.zeros(input_ids.shape, dtype=torch.float32, device=input_ids.device)  # [B, L]
+    logp_full = zeros.masked_scatter(scored, logp)  # [B, L]
+    entropy_full = zeros.masked_scatter(scored, entropy) if entropy is not None else None  # [B, L]
+    return logp_full, entropy_full
