@@ -1,0 +1,64 @@
+"""The Sampler interface: candidates and beliefs in, the step's prompt ids out."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+from torch import Tensor
+
+from samplers.posterior import BetaPosterior
+
+
+class Sampler:
+    """Picks the prompts to roll out each step from a candidate set drawn from the reshuffled pool stream.
+
+    Subclasses either implement `score` (higher is better; the base `select` keeps the top-k, ties broken by the
+    random candidate order) or override `select`. They are framework-free: tensors in, prompt ids out.
+
+    Args:
+        candidate_multiplier: candidates scored per selected prompt (Mhat = candidate_multiplier * M).
+        prior: Beta prior (alpha0, beta0) of every prompt's success rate.
+        forgetting: forgetting factor lambda of the posterior update (1.0 = pure accumulation).
+    """
+
+    name: ClassVar[str] = ""
+
+    def __init__(
+        self, candidate_multiplier: int = 1, prior: tuple[float, float] = (1.0, 1.0), forgetting: float = 1.0
+    ) -> None:
+        if candidate_multiplier < 1:
+            raise ValueError(f"candidate_multiplier must be >= 1, got {candidate_multiplier}")
+        self.candidate_multiplier = candidate_multiplier
+        self.prior = (float(prior[0]), float(prior[1]))
+        self.forgetting = float(forgetting)
+        self.group_size = 1
+
+    def setup(self, pool_size: int, batch_size: int, group_size: int) -> None:
+        """Called once before the first selection with the pool size N, the batch M and the group size K."""
+        self.group_size = group_size
+
+    def make_posterior(self, pool_size: int, device: torch.device | str | None = None) -> BetaPosterior:
+        return BetaPosterior(pool_size, prior=self.prior, forgetting=self.forgetting, device=device)
+
+    def score(self, candidate_ids: Tensor, posterior: BetaPosterior, generator: torch.Generator) -> Tensor:
+        """Acquisition score per candidate ([C] on the posterior's device); higher is picked first."""
+        raise NotImplementedError(f"{type(self).__name__} must implement score() or select()")
+
+    def select(self, candidate_ids: Tensor, posterior: BetaPosterior, k: int, generator: torch.Generator) -> Tensor:
+        """The k best candidates by score ([k] int64, CPU); equal scores keep the (random) candidate order."""
+        scores = self.score(candidate_ids.to(posterior.device), posterior, generator)  # [C]
+        order = torch.sort(scores, descending=True, stable=True).indices[:k]  # [k]
+        return candidate_ids[order.cpu()]
+
+    def update(self, ids: Tensor, successes: Tensor, trials: Tensor, posterior: BetaPosterior) -> None:
+        """Fold a step's outcomes into the beliefs; override to keep extra statistics."""
+        posterior.update(ids, successes, trials)
+
+    def state_dict(self) -> dict:
+        """State beyond the posterior (none by default)."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state:
+            raise ValueError(f"{type(self).__name__} keeps no state, but the checkpoint holds {sorted(state)}")
