@@ -1,0 +1,107 @@
+"""Dataclass settings of the GRPO module; attribute docstrings become `--help`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class GRPOConfig:
+    """The GRPO objective and how each step's rollouts are turned into updates."""
+
+    group_size: int = 8
+    """Completions sampled per prompt (K)."""
+    normalize_std: bool = True
+    """Divide advantages by the group's std (false: Dr.GRPO)."""
+    clip_low: float = 0.2
+    """Lower clip range of the probability ratio (1 - clip_low)."""
+    clip_high: float = 0.28
+    """Upper clip range of the probability ratio (1 + clip_high; DAPO's clip-higher)."""
+    dual_clip: float | None = None
+    """Dual-clip constant for negative advantages (e.g. 10; null disables it)."""
+    loss_aggregation: str = "token_mean"
+    """token_mean, seq_mean_token_mean, seq_mean_token_sum or seq_mean_token_sum_norm (Dr.GRPO)."""
+    kl_coef: float = 0.0
+    """Weight of the k3 KL penalty to the frozen base (LoRA adapter disabled); 0 skips the reference pass."""
+    entropy_coef: float = 0.0
+    """Weight of the entropy bonus."""
+    epochs: int = 1
+    """Passes over each step's rollouts."""
+    mini_batch_size: int | None = None
+    """Prompts per optimizer update on each rank (their K completions go together); null: one update per pass."""
+    micro_batch_size: int = 64
+    """Sequences per forward/backward pass (gradient accumulation within an update; bounds memory)."""
+    max_grad_norm: float = 1.0
+    """Gradient clipping by global norm (0 disables clipping)."""
+    logprob_chunk_size: int = 1024
+    """Tokens per chunk of the output-head + log-softmax, so no full-vocabulary tensor of the batch is built."""
+
+
+@dataclass
+class RolloutConfig:
+    """How training completions are sampled."""
+
+    max_new_tokens: int = 64
+    """Longest completion in tokens."""
+    temperature: float = 1.0
+    """Sampling temperature."""
+    top_p: float = 1.0
+    """Nucleus sampling threshold."""
+    top_k: int = 0
+    """Top-k filtering (0: off)."""
+    max_prompt_tokens: int = 1024
+    """Longer prompts are cut from the left (and counted in train/truncated_prompts)."""
+    cache: str = "dynamic"
+    """KV cache of HF generate: dynamic, or static (CUDA only; compiled, much faster per token)."""
+    batch_size: int | None = None
+    """Sequences per generate call (null: all of the step's sequences at once)."""
+
+
+@dataclass
+class OptimizerConfig:
+    """AdamW with linear warm-up and a decay schedule over the RL steps."""
+
+    lr: float = 1e-6
+    """Peak learning rate."""
+    weight_decay: float = 0.0
+    """AdamW weight decay."""
+    betas: tuple[float, float] = (0.9, 0.999)
+    """AdamW betas."""
+    warmup_steps: int = 0
+    """Steps of linear warm-up from 0."""
+    schedule: str = "constant"
+    """After warm-up: constant, linear or cosine decay to min_lr_ratio * lr at trainer.max_steps."""
+    min_lr_ratio: float = 0.0
+    """Final learning rate of the decaying schedules, as a fraction of lr."""
+
+
+@dataclass
+class ValidationConfig:
+    """How the validation split is scored (pass@1 over samples, and greedy)."""
+
+    samples_per_problem: int = 4
+    """Sampled completions per problem; val/accuracy is their mean correctness (pass@1)."""
+    temperature: float = 0.6
+    """Sampling temperature of validation."""
+    top_p: float = 0.95
+    """Nucleus threshold of validation."""
+    greedy: bool = True
+    """Also decode greedily once per problem (val/accuracy_greedy)."""
+    max_new_tokens: int | None = None
+    """Longest validation completion (null: rollout.max_new_tokens)."""
+    before_training: bool = True
+    """Score the validation split before the first RL step (needs trainer.num_sanity_val_steps: -1)."""
+    at_end: bool = True
+    """Score it again after the last step (trainer.max_steps)."""
+
+
+@dataclass
+class LoggingConfig:
+    """Extra TensorBoard output."""
+
+    text_samples_every_n_steps: int = 20
+    """Log prompt, completion and reward of a few rollouts every N steps (0: never)."""
+    num_text_samples: int = 4
+    """Rollouts shown per text sample."""
+    histogram_every_n_steps: int = 10
+    """Histogram of the posterior means over the pool every N steps (0: never)."""

@@ -1,0 +1,54 @@
+"""Export a trained policy as a plain Hugging Face model folder (LoRA merged into the weights).
+
+python -m insight_lightning.export --config configs/countdown.yaml --ckpt_path last.ckpt --output_dir out/
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+from insight_lightning.cli import CLI_SETTINGS, InsightCLI
+from insight_lightning.data import PromptDataModule
+from insight_lightning.module import GRPOModule
+
+
+def export_merged(module: GRPOModule, ckpt_path: str, output_dir: str) -> Path:
+    """Load the checkpoint's weights into the module's policy, merge any adapter, and save model + tokenizer."""
+    checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    module.configure_model()
+    module.on_load_checkpoint(checkpoint)
+    missing, _ = module.load_state_dict(checkpoint["state_dict"], strict=False)
+    trained = module._persisted_keys()
+    if trained & set(missing):
+        raise ValueError(f"Checkpoint {ckpt_path} lacks trained weights of this policy")
+    policy = module.policy
+    if hasattr(policy, "merge_and_unload"):
+        policy = policy.merge_and_unload()
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    policy.save_pretrained(out)
+    module.tokenizer.save_pretrained(out)
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", required=True, help="the YAML the checkpoint was trained with")
+    parser.add_argument("--ckpt_path", required=True, help="checkpoint file (.ckpt)")
+    parser.add_argument("--output_dir", required=True, help="folder for the merged model and tokenizer")
+    args, overrides = parser.parse_known_args(argv)
+    cli = InsightCLI(
+        GRPOModule, PromptDataModule, run=False, args=["--config", args.config, *overrides], **CLI_SETTINGS
+    )
+    module = cli.model
+    module.warm_start_config = None  # the checkpoint holds the trained weights; no need to warm-start again
+    out = export_merged(module, args.ckpt_path, args.output_dir)
+    print(f"Exported merged model and tokenizer to {out}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,123 @@
+"""Rollout engines: prompts in, sampled completion token ids and masks out."""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+from transformers import GenerationConfig
+
+
+@dataclass
+class SamplingParams:
+    """How completions are sampled."""
+
+    max_new_tokens: int = 64
+    """Longest completion in tokens."""
+    temperature: float = 1.0
+    """Sampling temperature; 0 means greedy decoding."""
+    top_p: float = 1.0
+    """Nucleus sampling threshold (1.0 disables it)."""
+    top_k: int = 0
+    """Top-k filtering (0 disables it)."""
+
+
+@dataclass
+class RolloutBatch:
+    """B sampled sequences: left-padded prompts followed by right-padded completions."""
+
+    prompt_ids: Tensor  # [B, P] left-padded
+    prompt_mask: Tensor  # [B, P] 1 on real prompt tokens
+    completion_ids: Tensor  # [B, T] tokens after the prompt; padding after the end of sequence
+    completion_mask: Tensor  # [B, T] 1 up to and including the first end-of-sequence token
+    behaviour_logprobs: Tensor | None = None  # [B, T] log-probs under the sampling policy, if the engine has them
+
+    @property
+    def input_ids(self) -> Tensor:
+        return torch.cat([self.prompt_ids, self.completion_ids], dim=1)  # [B, P+T]
+
+    @property
+    def attention_mask(self) -> Tensor:
+        return torch.cat([self.prompt_mask, self.completion_mask], dim=1)  # [B, P+T]
+
+    @property
+    def scored_mask(self) -> Tensor:
+        """1 on the completion positions of the full sequence, [B, P+T]."""
+        return torch.cat([torch.zeros_like(self.prompt_mask), self.completion_mask], dim=1)
+
+    @property
+    def num_completion_tokens(self) -> Tensor:
+        return self.completion_mask.sum()
+
+
+def completion_mask_from_eos(completion_ids: Tensor, eos_ids: Tensor) -> Tensor:
+    """[B, T] mask that keeps every token up to and including the first end-of-sequence token of each row."""
+    is_eos = torch.isin(completion_ids, eos_ids)  # [B, T]
+    eos_before = is_eos.long().cumsum(dim=1) - is_eos.long()  # [B, T] eos tokens strictly before t
+    return (eos_before == 0).long()
+
+
+class RolloutEngine(abc.ABC):
+    """Samples completions from the current policy."""
+
+    @abc.abstractmethod
+    def generate(
+        self, model: torch.nn.Module, prompt_ids: Tensor, prompt_mask: Tensor, params: SamplingParams
+    ) -> RolloutBatch:
+        """Sample one completion per row of the (left-padded) prompt batch."""
+
+
+class HFGenerateEngine(RolloutEngine):
+    """Hugging Face `generate`; with cache='static' on CUDA it takes the compiled static-cache path.
+
+    Args:
+        cache: 'dynamic' (default; any device) or 'static' (CUDA: the decode step is compiled once per shape,
+            about 5x faster per token on an H100, first call slow while it compiles).
+        eos_token_ids: token ids that end a completion.
+        pad_token_id: id used to pad prompts and finished completions.
+    """
+
+    def __init__(self, eos_token_ids: list[int], pad_token_id: int, cache: str = "dynamic") -> None:
+        if cache not in ("dynamic", "static"):
+            raise ValueError(f"rollout cache must be 'dynamic' or 'static', got '{cache}'")
+        self.cache = cache
+        self.eos_token_ids = list(eos_token_ids)
+        self.pad_token_id = pad_token_id
+
+    def generation_config(self, params: SamplingParams) -> GenerationConfig:
+        sample = params.temperature > 0
+        config = GenerationConfig(
+            max_new_tokens=params.max_new_tokens,
+            do_sample=sample,
+            temperature=params.temperature if sample else None,
+            top_p=params.top_p if sample else None,
+            top_k=params.top_k if sample else None,
+            eos_token_id=self.eos_token_ids,
+            pad_token_id=self.pad_token_id,
+            bos_token_id=None,
+        )
+        if self.cache == "static":
+            config.cache_implementation = "static"
+        return config
+
+    @torch.no_grad()
+    def generate(
+        self, model: torch.nn.Module, prompt_ids: Tensor, prompt_mask: Tensor, params: SamplingParams
+    ) -> RolloutBatch:
+        if self.cache == "static" and prompt_ids.device.type != "cuda":
+            raise ValueError("rollout.cache=static needs a CUDA device; use cache=dynamic on CPU")
+        was_training = model.training
+        model.eval()  # no dropout while sampling
+        try:
+            out = model.generate(
+                input_ids=prompt_ids, attention_mask=prompt_mask, generation_config=self.generation_config(params)
+            )  # [B, P+T']
+        finally:
+            model.train(was_training)
+        completion_ids = out[:, prompt_ids.shape[1] :]  # [B, T']
+        eos = torch.tensor(self.eos_token_ids, device=completion_ids.device)
+        completion_mask = completion_mask_from_eos(completion_ids, eos)
+        completion_ids = completion_ids.masked_fill(completion_mask == 0, self.pad_token_id)
+        return RolloutBatch(prompt_ids, prompt_mask.long(), completion_ids, completion_mask)

@@ -1,0 +1,30 @@
+"""Scoring a batch of completions with the task's verifier."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from tasks import Task
+
+
+@dataclass
+class GroupScores:
+    """Verifier results of b prompts x K completions."""
+
+    rewards: Tensor  # [b, K] float32, the (possibly shaped) training reward
+    correct: Tensor  # [b, K] bool, the binary outcome that accuracy and the samplers' beliefs use
+
+
+def score_completions(task: Task, completions: list[str], examples: list[dict], k: int) -> GroupScores:
+    """Score completion i against example i // k (completions are example-major)."""
+    if len(completions) != len(examples) * k:
+        raise ValueError(
+            f"expected {len(examples) * k} completions for {len(examples)} prompts, got {len(completions)}"
+        )
+    scores = [task.score(text, examples[i // k]) for i, text in enumerate(completions)]
+    rewards = torch.tensor([s.reward for s in scores], dtype=torch.float32).reshape(len(examples), k)
+    correct = torch.tensor([s.correct for s in scores], dtype=torch.bool).reshape(len(examples), k)
+    return GroupScores(rewards, correct)

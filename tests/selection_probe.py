@@ -1,0 +1,32 @@
+"""A test-only callback that records each rank's selections, beliefs and trained weights to a file."""
+
+import os
+
+import lightning as L
+import torch
+
+
+class SelectionProbe(L.Callback):
+    """Writes {out_dir}/rank{r}.pt at the end of fit: selected ids per step, posterior, trainable weights."""
+
+    def __init__(self, out_dir: str) -> None:
+        self.out_dir = out_dir
+        self.selections: list[list[int]] = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.selections.append(trainer.datamodule.selector.last.ids.tolist())
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        posterior = trainer.datamodule.selector.posterior
+        weights = {n: p.detach().cpu().clone() for n, p in pl_module.named_parameters() if p.requires_grad}
+        os.makedirs(self.out_dir, exist_ok=True)
+        torch.save(
+            {
+                "selections": self.selections,
+                "alpha": posterior.alpha.cpu(),
+                "beta": posterior.beta.cpu(),
+                "weights": weights,
+                "global_step": trainer.global_step,
+            },
+            os.path.join(self.out_dir, f"rank{trainer.global_rank}.pt"),
+        )

@@ -1,0 +1,142 @@
+"""End-to-end: the real CLI on configs/countdown.yaml with a tiny pool (in-process, and DDP through a subprocess)."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+from conftest import ROOT, subprocess_env
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from insight_lightning.cli import main
+
+REQUIRED_TAGS = {
+    "train/reward",
+    "train/accuracy",
+    "train/frac_all_correct",
+    "train/frac_all_wrong",
+    "train/pg_loss",
+    "train/clip_frac",
+    "train/entropy",
+    "train/response_len",
+    "train/grad_norm",
+    "train/lr",
+    "time/rollout_s",
+    "time/update_s",
+    "time/rollout_tok_per_s",
+    "val/accuracy",
+    "val/accuracy_greedy",
+    "selection/frac_unseen",
+    "selection/batch_accuracy",
+    "selection/frac_zero_variance",
+}
+
+
+def probe_args(out_dir: Path) -> list[str]:
+    return ["--trainer.callbacks+=selection_probe.SelectionProbe", f"--trainer.callbacks.init_args.out_dir={out_dir}"]
+
+
+def events(save_dir: Path) -> EventAccumulator:
+    (run,) = list(save_dir.glob("countdown/version_*"))
+    acc = EventAccumulator(str(run), size_guidance={"scalars": 0, "histograms": 0, "tensors": 0})
+    acc.Reload()
+    return acc
+
+
+def test_fit_trains_the_adapter_and_writes_tensorboard(tiny_fit_args, tmp_path):
+    cli = main(tiny_fit_args(3, *probe_args(tmp_path / "probe")))
+    assert cli.trainer.global_step == 3
+    lora = {n: p for n, p in cli.model.named_parameters() if p.requires_grad}
+    assert lora and all("lora_" in n for n in lora)
+    # LoRA B starts at zero: any non-zero B means the policy-gradient updates reached the adapter
+    assert any(p.abs().sum() > 0 for n, p in lora.items() if "lora_B" in n)
+    frozen = [p for p in cli.model.parameters() if not p.requires_grad]
+    assert frozen and all(p.grad is None for p in frozen)
+
+    acc = events(tmp_path / "runs")
+    assert set(acc.Tags()["scalars"]) >= REQUIRED_TAGS
+    assert {"selection/posterior_mean", "selection/evidence"} <= set(acc.Tags()["histograms"])
+    assert "samples/text_summary" in acc.Tags()["tensors"]
+    # validation before RL (step 0), after step 2 (interval) and at the end (step 3)
+    assert [e.step for e in acc.Scalars("val/accuracy")] == [0, 2, 3]
+    assert [e.step for e in acc.Scalars("train/reward")] == [1, 2, 3]
+    # every selected prompt's outcome reached the beliefs: K trials per prompt and step
+    posterior = cli.datamodule.selector.posterior
+    assert posterior.evidence.sum().item() == 64 * 2 + 3 * 8 * 4
+
+
+def test_resume_restores_weights_optimizer_and_selection_exactly(tiny_fit_args, tmp_path):
+    full_dir, resumed_dir = tmp_path / "full", tmp_path / "resumed"
+    main(tiny_fit_args(4, *probe_args(full_dir)))
+    checkpoint = tmp_path / "ckpt" / "epoch=0-step=2.ckpt"
+    assert checkpoint.is_file()
+    main(tiny_fit_args(4, *probe_args(resumed_dir), "--ckpt_path", str(checkpoint)))
+    full, resumed = torch.load(full_dir / "rank0.pt"), torch.load(resumed_dir / "rank0.pt")
+    assert resumed["global_step"] == full["global_step"] == 4
+    assert resumed["selections"] == full["selections"][2:]
+    assert torch.equal(resumed["alpha"], full["alpha"]) and torch.equal(resumed["beta"], full["beta"])
+    for name, weight in full["weights"].items():
+        assert torch.equal(resumed["weights"][name], weight), name
+
+
+def test_checkpoint_holds_adapter_and_selection_state(tiny_fit_args, tmp_path):
+    main(tiny_fit_args(2, "--model.policy.name", "tiny"))
+    ckpt = torch.load(tmp_path / "ckpt" / "last.ckpt", weights_only=False)
+    state = ckpt["callbacks"]["SelectionCallback"]["selector"]
+    assert state["posterior"]["alpha"].shape == (64,) and state["steps"] == 2
+    assert any("lora_A" in k for k in ckpt["state_dict"])
+    assert ckpt["optimizer_states"] and ckpt["lr_schedulers"]
+
+
+def test_ddp_two_processes_keep_identical_beliefs_and_weights(tiny_fit_args, tmp_path):
+    probe = tmp_path / "probe"
+    args = tiny_fit_args(
+        3, *probe_args(probe), "--trainer.strategy", "ddp", "--trainer.devices", "2", "--trainer.accelerator", "cpu"
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "insight_lightning", *args],
+        cwd=ROOT,
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    rank0, rank1 = torch.load(probe / "rank0.pt"), torch.load(probe / "rank1.pt")
+    assert rank0["selections"] == rank1["selections"] and len(rank0["selections"]) == 3
+    assert torch.equal(rank0["alpha"], rank1["alpha"]) and torch.equal(rank0["beta"], rank1["beta"])
+    # both ranks' outcomes reached the beliefs: M=8 prompts (4 per rank) x K=4 per step
+    assert (rank0["alpha"] + rank0["beta"]).sum().item() == 64 * 2 + 3 * 8 * 4
+    for name, weight in rank0["weights"].items():
+        assert torch.equal(rank1["weights"][name], weight), name
+
+
+def test_export_writes_a_merged_model_that_matches_the_trained_policy(tiny_fit_args, tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from insight_lightning.export import main as export_main
+
+    args = tiny_fit_args(2)
+    cli = main(args)
+    config_overrides = args[3:]  # everything after `fit --config PATH`
+    out = tmp_path / "merged"
+    export_main(
+        [
+            "--config",
+            args[2],
+            "--ckpt_path",
+            str(tmp_path / "ckpt" / "last.ckpt"),
+            "--output_dir",
+            str(out),
+            *config_overrides,
+        ]
+    )
+    merged = AutoModelForCausalLM.from_pretrained(out)
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    ids = tokenizer(["12 from 3 4 5:"], return_tensors="pt")["input_ids"]
+    cli.model.policy.eval()
+    with torch.no_grad():
+        expected = cli.model.policy(input_ids=ids).logits
+        got = merged(input_ids=ids).logits
+    assert not any("lora" in name for name, _ in merged.named_parameters())
+    torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
