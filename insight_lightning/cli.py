@@ -7,11 +7,15 @@ import os
 import sys
 import warnings
 
+from jsonargparse import set_parsing_settings
 from lightning.pytorch.cli import LightningCLI
 
 from insight_lightning.data import PromptDataModule
 from insight_lightning.module import GRPOModule
 from insight_lightning.policy import PolicyLoadError
+
+# The one-line docstrings under dataclass fields become the --help text of their options.
+set_parsing_settings(docstring_parse_attribute_docstrings=True)
 
 # Errors whose message tells the user what to fix; a traceback would only bury it.
 USER_ERRORS = (PolicyLoadError, FileNotFoundError, ImportError, ValueError)
@@ -62,7 +66,7 @@ def main(args: list[str] | None = None, run: bool = True) -> InsightCLI:
 def run_from_command_line(argv: list[str] | None = None) -> None:
     """Entry point: user errors end with one line on stderr (INSIGHT_LIGHTNING_TRACEBACK=1 shows the traceback)."""
     try:
-        main(sys.argv[1:] if argv is None else argv)
+        main(argv)  # None: LightningCLI reads sys.argv itself
     except USER_ERRORS as err:
         if os.environ.get("INSIGHT_LIGHTNING_TRACEBACK") == "1":
             raise

@@ -1,0 +1,88 @@
+"""The command line as a user meets it: configs parse, --help documents options, mistakes give one clear line."""
+
+import subprocess
+import sys
+
+import pytest
+from conftest import ROOT, subprocess_env
+
+
+def cli(*args: str, env_extra: dict | None = None) -> subprocess.CompletedProcess:
+    env = subprocess_env()
+    env.update(env_extra or {})
+    return subprocess.run(
+        [sys.executable, "-m", "insight_lightning", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+@pytest.mark.parametrize("config", ["configs/countdown.yaml", "configs/paper/countdown_qwen3_0.6b.yaml"])
+def test_configs_parse_and_print_the_resolved_config(config):
+    result = cli("fit", "--config", config, "--print_config")
+    assert result.returncode == 0, result.stderr
+    assert "group_size: 8" in result.stdout and "class_path: tasks.CountdownTask" in result.stdout
+
+
+def test_paper_config_holds_the_papers_settings():
+    result = cli("fit", "--config", "configs/paper/countdown_qwen3_0.6b.yaml", "--print_config")
+    for line in (
+        "name: Qwen/Qwen3-0.6B",
+        "prompts_per_step: 256",
+        "max_steps: 100",
+        "lr: 1.0e-06",
+        "clip_high: 0.28",
+        "dual_clip: 10.0",
+        "entropy_coef: 0.001",
+        "samples_per_problem: 16",
+    ):
+        assert line in result.stdout, line
+
+
+def test_help_documents_every_option_in_one_line():
+    result = cli("fit", "--help")
+    assert result.returncode == 0
+    for doc in (
+        "Completions sampled per prompt (K).",
+        "prompts selected per training step (M)",
+        "Tokens per chunk of the output-head",
+    ):
+        assert doc in " ".join(result.stdout.split()), doc
+    # settings that may be null (LoRA, warm-start) have their own help page
+    assert "Rank of the low-rank update." in " ".join(cli("fit", "--model.policy.lora.help").stdout.split())
+    assert "Wall-clock bound" in " ".join(cli("fit", "--model.warm_start.help").stdout.split())
+
+
+def test_switching_the_sampler_is_one_flag():
+    result = cli("fit", "--config", "configs/countdown.yaml", "--data.sampler=UniformSampler", "--print_config")
+    assert result.returncode == 0 and "class_path: samplers.UniformSampler" in result.stdout
+
+
+def test_unknown_sampler_name_is_one_clear_error():
+    result = cli("fit", "--config", "configs/countdown.yaml", "--data.sampler", "nope", "--trainer.max_steps", "1")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == "error: Unknown sampler 'nope'. Registered samplers: uniform."
+    assert "Traceback" not in result.stderr
+
+
+def test_missing_model_offline_is_one_clear_error():
+    result = cli(
+        "fit",
+        "--config",
+        "configs/countdown.yaml",
+        "--model.policy.name",
+        "nobody/absent-model",
+        "--trainer.max_steps",
+        "1",
+        env_extra={"HF_HUB_OFFLINE": "1"},
+    )
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "error: Model 'nobody/absent-model' is not a local folder" in result.stderr
+
+
+def test_wrong_config_type_is_rejected_by_the_parser():
+    result = cli("fit", "--config", "configs/countdown.yaml", "--model.grpo.group_size", "abc")
+    assert result.returncode != 0 and 'Parser key "model.grpo.group_size"' in result.stderr
