@@ -4,12 +4,27 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import lightning as L
-import torch
 
 from samplers import PromptSelector, Sampler, build_sampler
 from tasks import Task, build_task
+
+
+@dataclass
+class PromptBatch:
+    """One step's prompts for this rank, and a way to ask the selector for more within the same step."""
+
+    examples: list[dict]
+    """This rank's shard of the step's selected examples."""
+    selection: SelectedBatches
+    """Where they came from: `selection.draw()` selects the next M prompts (on every rank alike) and returns
+    this rank's shard; samplers such as dynamic sampling use it to roll out more within a step."""
+
+    @property
+    def sampler(self) -> Sampler:
+        return self.selection.selector.sampler
 
 
 class SelectedBatches:
@@ -29,11 +44,14 @@ class SelectedBatches:
     def __len__(self) -> int:
         return self.length
 
-    def __iter__(self) -> Iterator[list[dict]]:
+    def __iter__(self) -> Iterator[PromptBatch]:
         for _ in range(self.length):
-            ids = self.selector.next_batch()  # [M], the same on every rank
-            shard = ids[self.rank :: self.world_size].tolist()
-            yield [self.examples[i] for i in shard]
+            yield PromptBatch(self.draw(), self)
+
+    def draw(self) -> list[dict]:
+        """Select the next M prompts (identically on every rank) and return this rank's shard of them."""
+        ids = self.selector.next_batch()  # [M]
+        return [self.examples[i] for i in ids[self.rank :: self.world_size].tolist()]
 
 
 class ShardedBatches:
@@ -126,11 +144,3 @@ class PromptDataModule(L.LightningDataModule):
     @property
     def _world(self) -> int:
         return self.trainer.world_size if self.trainer is not None else 1
-
-    def selection_state(self) -> dict:
-        return self.selector.state_dict() if self.selector is not None else {}
-
-
-def move_selector(selector: PromptSelector | None, device: torch.device) -> None:
-    if selector is not None:
-        selector.to(device)

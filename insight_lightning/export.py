@@ -19,7 +19,7 @@ from insight_lightning.module import GRPOModule
 def export_merged(module: GRPOModule, ckpt_path: str, output_dir: str) -> Path:
     """Load the checkpoint's weights into the module's policy, merge any adapter, and save model + tokenizer."""
     checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-    module.configure_model()
+    module.build_policy()
     module.on_load_checkpoint(checkpoint)
     missing, _ = module.load_state_dict(checkpoint["state_dict"], strict=False)
     trained = module._persisted_keys()

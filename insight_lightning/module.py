@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 
 import lightning as L
 import torch
 from torch import Tensor
 
 from insight_lightning.config import GRPOConfig, LoggingConfig, OptimizerConfig, RolloutConfig, ValidationConfig
+from insight_lightning.data import PromptBatch
 from insight_lightning.grpo import (
     LOSS_AGGREGATIONS,
     aggregate_loss,
@@ -24,13 +26,26 @@ from insight_lightning.logprobs import sequence_logprobs
 from insight_lightning.policy import PolicyConfig, apply_adapter, build_base_policy
 from insight_lightning.prompts import PromptEncoder
 from insight_lightning.rng import capture_rng_state, restore_rng_state
-from insight_lightning.rollout import HFGenerateEngine, RolloutBatch, SamplingParams
-from insight_lightning.rollout_scoring import score_completions
+from insight_lightning.rollout import HFGenerateEngine, RolloutBatch, SamplingParams, concat_rollouts
+from insight_lightning.rollout_scoring import GroupScores, score_completions
 from insight_lightning.scalar_logging import log_scalars, tensorboard
 from insight_lightning.warmstart import WarmStartConfig, warm_start
 from tasks import Task
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class StepRollouts:
+    """What one training step rolled out: the groups to train on, and the outcomes of every group generated."""
+
+    rollout: RolloutBatch  # [b*K] rows of the groups trained on
+    completions: list[str]  # [b*K]
+    scores: GroupScores  # [b, K]
+    examples: list[dict]  # [b]
+    outcomes: dict[str, Tensor]  # ids / successes / trials of every group rolled out (for the beliefs)
+    generated_tokens: float  # completion tokens of every generated sequence
+    extra_metrics: dict[str, Tensor]
 
 
 class GRPOModule(L.LightningModule):
@@ -49,7 +64,7 @@ class GRPOModule(L.LightningModule):
 
     def __init__(
         self,
-        policy: PolicyConfig = PolicyConfig(),  # noqa: B008 (frozen-in-practice settings, never mutated)
+        policy: PolicyConfig = PolicyConfig(),  # noqa: B008 (copied below, never mutated)
         grpo: GRPOConfig = GRPOConfig(),  # noqa: B008
         rollout: RolloutConfig = RolloutConfig(),  # noqa: B008
         optimizer: OptimizerConfig = OptimizerConfig(),  # noqa: B008
@@ -59,13 +74,14 @@ class GRPOModule(L.LightningModule):
         task: Task | None = None,
     ) -> None:
         super().__init__()
-        self.policy_config = policy
-        self.grpo = grpo
-        self.rollout = rollout
-        self.optim = optimizer
-        self.validation = validation
-        self.warm_start_config = warm_start
-        self.log_config = logging
+        # copies: the defaults above are shared instances, and a module may adjust its own settings
+        self.policy_config = copy.deepcopy(policy)
+        self.grpo = copy.deepcopy(grpo)
+        self.rollout = copy.deepcopy(rollout)
+        self.optim = copy.deepcopy(optimizer)
+        self.validation = copy.deepcopy(validation)
+        self.warm_start_config = copy.deepcopy(warm_start)
+        self.log_config = copy.deepcopy(logging)
         self.task = task
         _check_settings(self.grpo, self.policy_config)
         self.automatic_optimization = False
@@ -78,11 +94,18 @@ class GRPOModule(L.LightningModule):
         self.warm_start_result = None
         self.last_rollout: dict | None = None
         self.last_step_times: dict[str, float] = {}
+        self.rollouts_generated = 0  # sequences sampled for training so far, extra dynamic-sampling rounds included
         self._val_sums: Tensor | None = None
         self._val_rng = None
 
     # ----------------------------------------------------------------------------------------------- model set-up
-    def configure_model(self) -> None:
+    def setup(self, stage: str) -> None:
+        # Built here rather than in configure_model: Lightning runs configure_model inside its tensor-init
+        # contexts (device, dtype, empty init), which would also wrap, and slow down, the warm-start training.
+        self.build_policy()
+
+    def build_policy(self) -> None:
+        """The policy (base + adapter), its tokenizer and the rollout engine; warm-started first when configured."""
         if self.policy is not None:
             return
         if self.task is None:
@@ -172,7 +195,7 @@ class GRPOModule(L.LightningModule):
             self.engine.generate(self.policy, prompt_ids[i : i + chunk], prompt_mask[i : i + chunk], params)
             for i in range(0, prompt_ids.shape[0], chunk)
         ]
-        rollout = _concat_rollouts(parts, self.tokenizer.pad_token_id)
+        rollout = concat_rollouts(parts, self.tokenizer.pad_token_id)
         completions = self.tokenizer.batch_decode(rollout.completion_ids, skip_special_tokens=True)
         return rollout, completions
 
@@ -181,46 +204,104 @@ class GRPOModule(L.LightningModule):
         return SamplingParams(r.max_new_tokens, r.temperature, r.top_p, r.top_k)
 
     # ----------------------------------------------------------------------------------------------- training
-    def training_step(self, batch: list[dict], batch_idx: int) -> dict:
+    def transfer_batch_to_device(self, batch, device, dataloader_idx: int):
+        return batch  # batches are examples (Python data); token ids are built on the device in sample()
+
+    def training_step(self, batch: PromptBatch, batch_idx: int) -> dict:
         k = self.grpo.group_size
         started = time.perf_counter()
-        rollout, completions = self.sample(batch, k, self._train_sampling())
-        scores = score_completions(self.task, completions, batch, k)  # rewards/correct [b, K]
+        step = self._collect_rollouts(batch)
         rollout_s = time.perf_counter() - started
 
         started = time.perf_counter()
-        rewards = scores.rewards.to(self.device)
+        rewards = step.scores.rewards.to(self.device)
         advantages = group_advantages(rewards, self.grpo.normalize_std).reshape(-1)  # [b*K]
-        update = self._update_policy(rollout, advantages)
+        update = self._update_policy(step.rollout, advantages)
         self.lr_schedulers().step()
         update_s = time.perf_counter() - started
 
-        tokens = rollout.completion_mask.sum(dim=1).float()  # [b*K]
+        tokens = step.generated_tokens  # completion tokens of every sequence generated this step
+        self.rollouts_generated += step.outcomes["trials"].sum().item()
         self.last_step_times = {
             "rollout_s": rollout_s,
             "update_s": update_s,
-            "sequences": float(tokens.numel()),
-            "tokens": float(tokens.sum()),
-            "tok_per_s": float(tokens.sum()) / max(rollout_s, 1e-9),
+            "sequences": float(step.outcomes["trials"].sum()),
+            "tokens": tokens,
+            "tok_per_s": tokens / max(rollout_s, 1e-9),
         }
+        scores = step.scores
         metrics = {
             "train/reward": scores.rewards.mean(),
             "train/accuracy": scores.correct.float().mean(),
             "train/frac_all_correct": scores.correct.all(dim=1).float().mean(),
             "train/frac_all_wrong": (~scores.correct.any(dim=1)).float().mean(),
-            "train/response_len": tokens.mean().cpu(),
+            "train/response_len": step.rollout.completion_mask.sum(dim=1).float().mean().cpu(),
             "train/truncated_prompts": torch.tensor(float(self.prompts.last_truncated)),
+            "train/rollouts_total": torch.tensor(float(self.rollouts_generated)),
             "time/rollout_s": torch.tensor(rollout_s),
             "time/update_s": torch.tensor(update_s),
             "time/rollout_tok_per_s": torch.tensor(self.last_step_times["tok_per_s"]),
+            "train/lr": torch.tensor(self.optimizers().param_groups[0]["lr"]),
+            **step.extra_metrics,
             **update,
         }
-        metrics["train/lr"] = torch.tensor(self.optimizers().param_groups[0]["lr"])
         self._log_metrics(metrics)
-        self._maybe_log_text(batch, completions, scores.rewards, k)
-        ids = torch.tensor([e["id"] for e in batch], dtype=torch.long)
-        self.last_rollout = {"ids": ids, "successes": scores.correct.sum(dim=1), "trials": torch.full_like(ids, k)}
-        return self.last_rollout
+        self._maybe_log_text(step.examples, step.completions, scores.rewards, k)
+        self.last_rollout = step.outcomes
+        return step.outcomes
+
+    def _collect_rollouts(self, batch: PromptBatch) -> StepRollouts:
+        """Roll out the step's prompts; a sampler with max_extra_rounds > 0 (dynamic sampling) gets fresh prompts
+        until every rank has as many informative groups as prompts, or the cap is hit."""
+        k, params, sampler = self.grpo.group_size, self._train_sampling(), batch.sampler
+        examples = list(batch.examples)
+        rollout, completions = self.sample(examples, k, params)
+        scores = score_completions(self.task, completions, examples, k)
+        rounds, wanted = 0, len(batch.examples)
+        if sampler.max_extra_rounds > 0:
+            parts, texts, scored = [rollout], [completions], [scores]
+            keep = sampler.informative(scores.rewards)  # [b]
+            # Every rank takes the same decision (one collective per round), so all ranks draw alike.
+            while rounds < sampler.max_extra_rounds and self._ranks_short_of(wanted, int(keep.sum())):
+                more = batch.selection.draw()
+                more_rollout, more_texts = self.sample(more, k, params)
+                more_scores = score_completions(self.task, more_texts, more, k)
+                examples += more
+                parts.append(more_rollout)
+                texts.append(more_texts)
+                scored.append(more_scores)
+                keep = torch.cat([keep, sampler.informative(more_scores.rewards)])
+                rounds += 1
+            rollout = concat_rollouts(parts, self.tokenizer.pad_token_id)
+            completions = [t for chunk in texts for t in chunk]
+            scores = GroupScores.cat(scored)
+        all_scores, all_examples = scores, examples
+        generated_tokens = float(rollout.completion_mask.sum())
+        if sampler.max_extra_rounds > 0:
+            # Train on `wanted` groups: informative ones first, then (cap hit) uninformative ones, whose advantage is 0.
+            groups = torch.sort((~keep).long(), stable=True).indices[:wanted]  # [wanted]
+            rows = (groups[:, None] * k + torch.arange(k)).reshape(-1)  # [wanted*K]
+            rollout = rollout.select(rows.to(rollout.prompt_ids.device))
+            completions = [completions[i] for i in rows.tolist()]
+            scores = scores.select(groups)
+            examples = [examples[i] for i in groups.tolist()]
+        ids = torch.tensor([e["id"] for e in all_examples], dtype=torch.long)
+        outcomes = {"ids": ids, "successes": all_scores.correct.sum(dim=1), "trials": torch.full_like(ids, k)}
+        extra = {}
+        if sampler.max_extra_rounds > 0:
+            extra = {
+                "selection/extra_rounds": torch.tensor(float(rounds)),
+                "selection/extra_rollouts": torch.tensor(float((len(all_examples) - wanted) * k)),
+                "selection/informative_frac": keep.float().mean(),
+            }
+        return StepRollouts(rollout, completions, scores, examples, outcomes, generated_tokens, extra)
+
+    def _ranks_short_of(self, wanted: int, informative: int) -> bool:
+        """Whether any rank has fewer than `wanted` informative groups."""
+        shortfall = torch.tensor(float(max(0, wanted - informative)), device=self.device)
+        if self._trainer is not None and self.trainer.world_size > 1:
+            shortfall = self.trainer.strategy.reduce(shortfall, reduce_op="sum")
+        return bool(shortfall > 0)
 
     def _update_policy(self, rollout: RolloutBatch, advantages: Tensor) -> dict[str, Tensor]:
         """Mini-batch clipped policy-gradient updates on one step's rollouts; returns detached metrics."""
@@ -370,7 +451,11 @@ class GRPOModule(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         keep = self._persisted_keys()
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in keep}
-        checkpoint["insight_lightning"] = {"rng": capture_rng_state(), "policy": asdict(self.policy_config)}
+        checkpoint["insight_lightning"] = {
+            "rng": capture_rng_state(),
+            "policy": asdict(self.policy_config),
+            "rollouts_generated": self.rollouts_generated,
+        }
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         missing = sorted(self._persisted_keys() - set(checkpoint.get("state_dict", {})))
@@ -382,6 +467,7 @@ class GRPOModule(L.LightningModule):
         extra = checkpoint.get("insight_lightning", {})
         if "rng" in extra:
             restore_rng_state(extra["rng"])
+        self.rollouts_generated = int(extra.get("rollouts_generated", 0))
 
     # ----------------------------------------------------------------------------------------------- logging
     def _log_metrics(self, metrics: dict[str, Tensor]) -> None:
@@ -405,22 +491,6 @@ class GRPOModule(L.LightningModule):
             prompt = self.prompts_text(batch[i // k])
             rows.append(f"**reward {float(rewards.reshape(-1)[i]):.2f}**\n\n```\n{prompt}{completions[i]}\n```")
         experiment.add_text("samples", "\n\n---\n\n".join(rows), self.global_step)
-
-
-def _concat_rollouts(parts: list[RolloutBatch], pad_id: int) -> RolloutBatch:
-    if len(parts) == 1:
-        return parts[0]
-    width = max(p.completion_ids.shape[1] for p in parts)
-
-    def pad(t: Tensor, value: int) -> Tensor:
-        return torch.nn.functional.pad(t, (0, width - t.shape[1]), value=value)
-
-    return RolloutBatch(
-        torch.cat([p.prompt_ids for p in parts]),
-        torch.cat([p.prompt_mask for p in parts]),
-        torch.cat([pad(p.completion_ids, pad_id) for p in parts]),
-        torch.cat([pad(p.completion_mask, 0) for p in parts]),
-    )
 
 
 def _lr_lambda(cfg: OptimizerConfig, total_steps: int | None):

@@ -47,9 +47,44 @@ class RolloutBatch:
         """1 on the completion positions of the full sequence, [B, P+T]."""
         return torch.cat([torch.zeros_like(self.prompt_mask), self.completion_mask], dim=1)
 
-    @property
-    def num_completion_tokens(self) -> Tensor:
-        return self.completion_mask.sum()
+    def select(self, rows: Tensor) -> RolloutBatch:
+        """The rollouts of the given rows ([r] indices)."""
+        pick = lambda t: None if t is None else t[rows]  # noqa: E731
+        return RolloutBatch(
+            *(
+                pick(t)
+                for t in (
+                    self.prompt_ids,
+                    self.prompt_mask,
+                    self.completion_ids,
+                    self.completion_mask,
+                    self.behaviour_logprobs,
+                )
+            )
+        )
+
+
+def concat_rollouts(parts: list[RolloutBatch], pad_id: int) -> RolloutBatch:
+    """Stack rollouts of different prompt and completion widths: prompts stay left-, completions right-padded."""
+    if len(parts) == 1:
+        return parts[0]
+    p_width = max(p.prompt_ids.shape[1] for p in parts)
+    c_width = max(p.completion_ids.shape[1] for p in parts)
+
+    def pad(t: Tensor, width: int, value: float, left: bool) -> Tensor:
+        extra = width - t.shape[1]
+        return torch.nn.functional.pad(t, (extra, 0) if left else (0, extra), value=value)
+
+    behaviour = None
+    if all(p.behaviour_logprobs is not None for p in parts):
+        behaviour = torch.cat([pad(p.behaviour_logprobs, c_width, 0.0, False) for p in parts])
+    return RolloutBatch(
+        torch.cat([pad(p.prompt_ids, p_width, pad_id, True) for p in parts]),
+        torch.cat([pad(p.prompt_mask, p_width, 0, True) for p in parts]),
+        torch.cat([pad(p.completion_ids, c_width, pad_id, False) for p in parts]),
+        torch.cat([pad(p.completion_mask, c_width, 0, False) for p in parts]),
+        behaviour,
+    )
 
 
 def completion_mask_from_eos(completion_ids: Tensor, eos_ids: Tensor) -> Tensor:

@@ -17,6 +17,13 @@ class GroupScores:
     rewards: Tensor  # [b, K] float32, the (possibly shaped) training reward
     correct: Tensor  # [b, K] bool, the binary outcome that accuracy and the samplers' beliefs use
 
+    def select(self, groups: Tensor) -> GroupScores:
+        return GroupScores(self.rewards[groups], self.correct[groups])
+
+    @staticmethod
+    def cat(parts: list[GroupScores]) -> GroupScores:
+        return GroupScores(torch.cat([p.rewards for p in parts]), torch.cat([p.correct for p in parts]))
+
 
 def score_completions(task: Task, completions: list[str], examples: list[dict], k: int) -> GroupScores:
     """Score completion i against example i // k (completions are example-major)."""

@@ -6,7 +6,7 @@ import lightning as L
 import torch
 
 from insight_lightning.scalar_logging import log_scalars, tensorboard
-from samplers import PromptSelector
+from samplers import PromptSelector, SelectionRecord
 
 
 class SelectionCallback(L.Callback):
@@ -47,36 +47,43 @@ class SelectionCallback(L.Callback):
         if gathered.dim() == 3:
             gathered = gathered.permute(1, 0, 2).reshape(3, -1)  # [3, world*b]
         ids, successes, trials = gathered.cpu().unbind(0)
-        record = selector.last
-        selector.update(ids, successes, trials)
-        self._log_selection(trainer, pl_module, selector, ids, successes, trials, record)
+        records = selector.update(ids, successes, trials)
+        self._log_selection(trainer, selector, ids, successes, trials, records)
 
-    def _log_selection(self, trainer, pl_module, selector, ids, successes, trials, record) -> None:
-        rate = successes.double() / trials.double()  # [M] realised success rate
+    def _log_selection(self, trainer, selector, ids, successes, trials, records: list[SelectionRecord]) -> None:
+        rate = successes.double() / trials.double()  # [G] realised success rate of every group rolled out
         metrics = {
             "selection/batch_accuracy": rate.mean(),
             "selection/frac_zero_variance": ((successes == 0) | (successes == trials)).double().mean(),
         }
-        if record is not None and torch.equal(torch.sort(record.ids).values, torch.sort(ids).values):
-            order = torch.argsort(record.ids)
-            realised = rate[torch.argsort(ids)]  # aligned with record.ids sorted
-            predicted = record.prior_mean.cpu()[order]
+        if records:
+            chosen = torch.cat([r.ids for r in records])  # [G] in selection order
+            prior_mean = torch.cat([r.prior_mean.cpu() for r in records]).double()
+            prior_evidence = torch.cat([r.prior_evidence.cpu() for r in records]).double()
+            unseen = torch.cat([r.unseen.cpu() for r in records]).double()
+            # outcomes arrive rank-major; align them with the selection order by prompt id (unique within a step)
+            realised = torch.full((selector.pool_size,), float("nan"), dtype=torch.float64)
+            realised[ids] = rate
             metrics.update(
                 {
-                    "selection/frac_unseen": record.unseen.double().mean().cpu(),
-                    "selection/phibar_mean": record.prior_mean.mean().cpu(),
-                    "selection/phibar_std": record.prior_mean.std().cpu(),
-                    "selection/evidence_mean": record.prior_evidence.mean().cpu(),
-                    "selection/evidence_std": record.prior_evidence.std().cpu(),
-                    "selection/pred_realised_corr": _correlation(predicted, realised),
+                    "selection/frac_unseen": unseen.mean(),
+                    "selection/phibar_mean": prior_mean.mean(),
+                    "selection/phibar_std": _std(prior_mean),
+                    "selection/evidence_mean": prior_evidence.mean(),
+                    "selection/evidence_std": _std(prior_evidence),
+                    "selection/pred_realised_corr": _correlation(prior_mean, realised[chosen]),
                 }
             )
         log_scalars(trainer, {k: float(v) for k, v in metrics.items()}, trainer.global_step)
         every = self.histogram_every_n_steps
         experiment = tensorboard(trainer)
         if experiment is not None and every and (trainer.global_step % every == 0 or trainer.global_step == 1):
-            experiment.add_histogram("selection/posterior_mean", selector.posterior.mean.cpu(), trainer.global_step)
-            experiment.add_histogram("selection/evidence", selector.posterior.evidence.cpu(), trainer.global_step)
+            step = trainer.global_step
+            experiment.add_histogram("selection/posterior_mean", selector.posterior.mean.cpu(), step)
+            experiment.add_histogram("selection/evidence", selector.posterior.evidence.cpu(), step)
+            scores = [r.scores for r in records if r.scores is not None]
+            if scores:
+                experiment.add_histogram("selection/candidate_scores", torch.cat(scores).float().cpu(), step)
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         self._selector_ref = self._selector(trainer)
@@ -92,6 +99,10 @@ class SelectionCallback(L.Callback):
             self._selector_ref.load_state_dict(state)
         else:  # restored before set-up: applied in on_fit_start
             self._pending_state = state
+
+
+def _std(x: torch.Tensor) -> torch.Tensor:
+    return x.std() if x.numel() > 1 else torch.zeros((), dtype=x.dtype)
 
 
 def _correlation(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -4,6 +4,10 @@ Framework-free: a sampler is tensors in, prompt ids out. Nothing here imports Li
 """
 
 from samplers.base import Sampler
+from samplers.difficulty import ExpectedDifficultySampler, InverseEvidenceSampler
+from samplers.dynamic_sampling import DynamicSamplingSampler
+from samplers.insight import InSightSampler, mutual_information, wmi_score
+from samplers.mopps import MoPPSSampler
 from samplers.posterior import BetaPosterior
 from samplers.registry import SAMPLERS, build_sampler, register_sampler
 from samplers.selection import PromptSelector, SelectionRecord
@@ -14,6 +18,13 @@ __all__ = [
     "SAMPLERS",
     "BetaPosterior",
     "CandidateStream",
+    "DynamicSamplingSampler",
+    "ExpectedDifficultySampler",
+    "InSightSampler",
+    "InverseEvidenceSampler",
+    "MoPPSSampler",
+    "mutual_information",
+    "wmi_score",
     "PromptSelector",
     "Sampler",
     "SelectionRecord",

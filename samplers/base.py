@@ -23,6 +23,8 @@ class Sampler:
     """
 
     name: ClassVar[str] = ""
+    max_extra_rounds: int = 0
+    """Extra generation rounds a step may ask for to collect informative groups (0: the selection is final)."""
 
     def __init__(
         self, candidate_multiplier: int = 1, prior: tuple[float, float] = (1.0, 1.0), forgetting: float = 1.0
@@ -33,6 +35,7 @@ class Sampler:
         self.prior = (float(prior[0]), float(prior[1]))
         self.forgetting = float(forgetting)
         self.group_size = 1
+        self.last_scores: Tensor | None = None  # [C] scores of the latest selection, for diagnostics
 
     def setup(self, pool_size: int, batch_size: int, group_size: int) -> None:
         """Called once before the first selection with the pool size N, the batch M and the group size K."""
@@ -48,8 +51,12 @@ class Sampler:
     def select(self, candidate_ids: Tensor, posterior: BetaPosterior, k: int, generator: torch.Generator) -> Tensor:
         """The k best candidates by score ([k] int64, CPU); equal scores keep the (random) candidate order."""
         scores = self.score(candidate_ids.to(posterior.device), posterior, generator)  # [C]
-        order = torch.sort(scores, descending=True, stable=True).indices[:k]  # [k]
-        return candidate_ids[order.cpu()]
+        self.last_scores = scores
+        return candidate_ids[top_k_first_wins(scores, k).cpu()]
+
+    def informative(self, rewards: Tensor) -> Tensor:
+        """Which groups of rewards [b, K] are worth training on ([b] bool); used when max_extra_rounds > 0."""
+        return torch.ones(rewards.shape[0], dtype=torch.bool, device=rewards.device)
 
     def update(self, ids: Tensor, successes: Tensor, trials: Tensor, posterior: BetaPosterior) -> None:
         """Fold a step's outcomes into the beliefs; override to keep extra statistics."""
@@ -62,3 +69,18 @@ class Sampler:
     def load_state_dict(self, state: dict) -> None:
         if state:
             raise ValueError(f"{type(self).__name__} keeps no state, but the checkpoint holds {sorted(state)}")
+
+
+def top_k_first_wins(scores: Tensor, k: int) -> Tensor:
+    """Positions of the k highest scores, best first; among equal scores the earlier position wins.
+
+    Candidates arrive in a random order, so this breaks ties at random, never by prompt index. One topk finds the
+    k-th best value; only the (usually few) candidates tied with it are resolved by position.
+    """
+    k = min(k, scores.numel())
+    threshold = torch.topk(scores, k).values[-1]
+    above = torch.nonzero(scores > threshold).squeeze(-1)  # positions in candidate order
+    tied = torch.nonzero(scores == threshold).squeeze(-1)[: k - above.numel()]
+    chosen = torch.cat([above, tied])
+    order = torch.sort(scores[chosen], descending=True, stable=True).indices
+    return chosen[order]

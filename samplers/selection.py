@@ -22,6 +22,7 @@ class SelectionRecord:
     prior_evidence: Tensor  # [M] evidence n before the step
     unseen: Tensor  # [M] bool: never rolled out before
     num_candidates: int
+    scores: Tensor | None  # [C] the sampler's scores of all candidates (None for samplers that do not score)
 
 
 class PromptSelector:
@@ -46,7 +47,7 @@ class PromptSelector:
         self.posterior = sampler.make_posterior(pool_size)
         sampler.setup(pool_size=pool_size, batch_size=batch_size, group_size=group_size)
         self.steps = 0
-        self.last: SelectionRecord | None = None
+        self.pending: list[SelectionRecord] = []  # selections whose outcomes have not been folded in yet
 
     def to(self, device: torch.device | str) -> PromptSelector:
         self.posterior.to(device)
@@ -64,19 +65,24 @@ class PromptSelector:
         if ids.numel() != m or torch.unique(ids).numel() != m:
             raise RuntimeError(f"{type(self.sampler).__name__}.select must return {m} distinct candidate ids")
         dev_ids = ids.to(self.posterior.device)
-        self.last = SelectionRecord(
-            ids=ids,
-            prior_mean=self.posterior.mean[dev_ids],
-            prior_evidence=self.posterior.evidence[dev_ids],
-            unseen=self.posterior.visits[dev_ids] == 0,
-            num_candidates=candidates.numel(),
+        self.pending.append(
+            SelectionRecord(
+                ids=ids,
+                prior_mean=self.posterior.mean[dev_ids],
+                prior_evidence=self.posterior.evidence[dev_ids],
+                unseen=self.posterior.visits[dev_ids] == 0,
+                num_candidates=candidates.numel(),
+                scores=self.sampler.last_scores,
+            )
         )
         self.steps += 1
         return ids
 
-    def update(self, ids: Tensor, successes: Tensor, trials: Tensor) -> None:
-        """Fold the step's outcomes (all ranks' together) into the beliefs."""
+    def update(self, ids: Tensor, successes: Tensor, trials: Tensor) -> list[SelectionRecord]:
+        """Fold the step's outcomes (all ranks' together) into the beliefs; returns the step's selection records."""
         self.sampler.update(ids, successes, trials, self.posterior)
+        records, self.pending = self.pending, []
+        return records
 
     def state_dict(self) -> dict:
         return {
@@ -115,4 +121,4 @@ class PromptSelector:
         except (RuntimeError, TypeError) as err:
             raise ValueError(f"Corrupt selection state: cannot restore the random generator ({err})") from None
         self.steps = int(state["steps"])
-        self.last = None
+        self.pending = []

@@ -14,7 +14,7 @@ class SelectionProbe(L.Callback):
         self.selections: list[list[int]] = []
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        self.selections.append(trainer.datamodule.selector.last.ids.tolist())
+        self.selections.append([i for record in trainer.datamodule.selector.pending for i in record.ids.tolist()])
 
     def on_train_end(self, trainer, pl_module) -> None:
         posterior = trainer.datamodule.selector.posterior

@@ -64,7 +64,10 @@ def test_switching_the_sampler_is_one_flag():
 def test_unknown_sampler_name_is_one_clear_error():
     result = cli("fit", "--config", "configs/countdown.yaml", "--data.sampler", "nope", "--trainer.max_steps", "1")
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines()[-1] == "error: Unknown sampler 'nope'. Registered samplers: uniform."
+    assert result.stderr.strip().splitlines()[-1] == (
+        "error: Unknown sampler 'nope'. Registered samplers: "
+        "dynamic_sampling, expected_difficulty, insight, inverse_evidence, mopps, uniform."
+    )
     assert "Traceback" not in result.stderr
 
 

@@ -4,6 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from conftest import ROOT, subprocess_env
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -65,12 +66,13 @@ def test_fit_trains_the_adapter_and_writes_tensorboard(tiny_fit_args, tmp_path):
     assert posterior.evidence.sum().item() == 64 * 2 + 3 * 8 * 4
 
 
-def test_resume_restores_weights_optimizer_and_selection_exactly(tiny_fit_args, tmp_path):
+@pytest.mark.parametrize("sampler", ["insight", "mopps"])
+def test_resume_restores_weights_optimizer_and_selection_exactly(tiny_fit_args, tmp_path, sampler):
     full_dir, resumed_dir = tmp_path / "full", tmp_path / "resumed"
-    main(tiny_fit_args(4, *probe_args(full_dir)))
+    main(tiny_fit_args(4, *probe_args(full_dir), f"--data.sampler={sampler}"))
     checkpoint = tmp_path / "ckpt" / "epoch=0-step=2.ckpt"
     assert checkpoint.is_file()
-    main(tiny_fit_args(4, *probe_args(resumed_dir), "--ckpt_path", str(checkpoint)))
+    main(tiny_fit_args(4, *probe_args(resumed_dir), f"--data.sampler={sampler}", "--ckpt_path", str(checkpoint)))
     full, resumed = torch.load(full_dir / "rank0.pt"), torch.load(resumed_dir / "rank0.pt")
     assert resumed["global_step"] == full["global_step"] == 4
     assert resumed["selections"] == full["selections"][2:]
@@ -140,3 +142,28 @@ def test_export_writes_a_merged_model_that_matches_the_trained_policy(tiny_fit_a
         got = merged(input_ids=ids).logits
     assert not any("lora" in name for name, _ in merged.named_parameters())
     torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "sampler", ["uniform", "insight", "mopps", "expected_difficulty", "inverse_evidence", "dynamic_sampling"]
+)
+def test_every_sampler_trains_through_the_cli(tiny_fit_args, tmp_path, sampler):
+    cli = main(
+        tiny_fit_args(
+            2,
+            *probe_args(tmp_path / "probe"),
+            f"--data.sampler={sampler}",
+            "--trainer.num_sanity_val_steps=0",
+            "--model.validation.at_end=false",
+        )
+    )
+    assert cli.trainer.global_step == 2 and cli.datamodule.sampler.name == sampler
+    probe = torch.load(tmp_path / "probe" / "rank0.pt")
+    rolled_out = (probe["alpha"] + probe["beta"] - 2).sum().item() / 4  # K = 4 trials per rolled-out prompt
+    tags = set(events(tmp_path / "runs").Tags()["scalars"])
+    if sampler == "dynamic_sampling":
+        assert {"selection/extra_rollouts", "selection/extra_rounds"} <= tags
+        extra = sum(e.value for e in events(tmp_path / "runs").Scalars("selection/extra_rollouts")) / 4
+        assert rolled_out == 2 * 8 + extra  # the beliefs saw every group, the extra rounds' too
+    else:
+        assert rolled_out == 2 * 8 and [len(s) for s in probe["selections"]] == [8, 8]

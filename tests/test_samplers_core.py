@@ -31,7 +31,7 @@ def test_user_sampler_registered_with_decorator_is_buildable():
         selector = PromptSelector(build_sampler("test_lowest_mean", candidate_multiplier=8), 16, 2, group_size=4)
         selector.posterior.update(torch.arange(16), torch.arange(16) % 5, torch.full((16,), 4))
         ids = selector.next_batch()
-        assert selector.last.num_candidates == 16  # Mhat = 8 * 2 covers the whole pool
+        assert selector.pending[-1].num_candidates == 16  # Mhat = 8 * 2 covers the whole pool
         assert set(ids.tolist()) <= {0, 5, 10, 15}  # the prompts with the lowest posterior mean
     finally:
         samplers.SAMPLERS.pop("test_lowest_mean")
