@@ -31,7 +31,7 @@ def realistic_posterior(pool: int, device: str, seed: int = 0) -> BetaPosterior:
     gen = torch.Generator().manual_seed(seed)
     posterior = BetaPosterior(pool, device=device)
     visits = torch.randint(0, 21, (pool,), generator=gen)
-    rate = torch.rand(pool, generator=gen)
+    rate = torch.rand(pool, generator=gen, dtype=torch.float64)
     trials = (visits * GROUP_SIZE).double()
     successes = torch.binomial(trials, rate, generator=gen)
     posterior.alpha += successes.to(device)

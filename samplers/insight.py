@@ -8,6 +8,9 @@ A         = w(p) * I_K(a, b)
 
 from __future__ import annotations
 
+import functools
+import math
+
 import torch
 from torch import Tensor
 
@@ -68,6 +71,8 @@ def mutual_information(alpha: Tensor, beta: Tensor, k: int) -> Tensor:
     b = torch.as_tensor(beta, dtype=torch.float64, device=a.device)
     a, b = torch.broadcast_tensors(a, b)
     flat_a, flat_b = a.reshape(-1), b.reshape(-1)
+    if a.device.type == "cuda" and COMPILE_ON_CUDA:
+        return _compiled_kernel()(flat_a, flat_b, int(k)).reshape(a.shape)
     chunk = flat_a.numel() if a.device.type != "cpu" else _CPU_CHUNK
     parts = [
         _mutual_information_1d(flat_a[i : i + chunk], flat_b[i : i + chunk], int(k))
@@ -77,6 +82,14 @@ def mutual_information(alpha: Tensor, beta: Tensor, k: int) -> Tensor:
 
 
 _CPU_CHUNK = 65536  # candidates per pass: keeps the [chunk, K+1] temporaries in cache
+COMPILE_ON_CUDA = True
+"""On CUDA, fuse the computation into a few kernels with torch.compile (compiled once per K; eager runs ~100
+small kernels, 20x slower on a million candidates). Set to False to stay eager."""
+
+
+@functools.cache
+def _compiled_kernel():
+    return torch.compile(_mutual_information_1d, dynamic=True)
 
 
 def _mutual_information_1d(a: Tensor, b: Tensor, k: int) -> Tensor:
@@ -110,8 +123,8 @@ def _mutual_information_1d(a: Tensor, b: Tensor, k: int) -> Tensor:
     )  # G(a+b, K, K-2), [N, 1]
     entropy_change = growth_a + growth_b.flip(-1) - growth_ab  # H(a+s, b+K-s) - H(a, b), [N, K+1]
     # BetaBinomial(s; K, a, b) is proportional to C(K, s) prod_{j<s} (a+j) prod_{j<K-s} (b+j)
-    log_binom = torch.lgamma(torch.tensor(k + 1.0, dtype=torch.float64)) - torch.lgamma(n + 1) - torch.lgamma(k - n + 1)
-    logits = log_binom.to(a.device) + n * torch.log(a) + log_terms_a + (n * torch.log(b) + log_terms_b).flip(-1)
+    log_binom = math.lgamma(k + 1.0) - torch.lgamma(n + 1) - torch.lgamma(k - n + 1)  # [K+1]
+    logits = log_binom + n * torch.log(a) + log_terms_a + (n * torch.log(b) + log_terms_b).flip(-1)
     weights = torch.softmax(logits, dim=-1)  # [N, K+1]
     return -(weights * entropy_change).sum(-1)
 

@@ -89,3 +89,23 @@ def test_missing_model_offline_is_one_clear_error():
 def test_wrong_config_type_is_rejected_by_the_parser():
     result = cli("fit", "--config", "configs/countdown.yaml", "--model.grpo.group_size", "abc")
     assert result.returncode != 0 and 'Parser key "model.grpo.group_size"' in result.stderr
+
+
+def test_the_readme_sampler_example_works_from_the_command_line(tiny_fit_args, tmp_path):
+    readme = (ROOT / "README.md").read_text()
+    code = readme.split("```python\n# my_samplers.py\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "my_samplers.py").write_text(code)
+    args = tiny_fit_args(
+        2,
+        "--data.sampler=my_samplers.HardestFirst",
+        "--data.sampler.floor=0.1",
+        "--trainer.num_sanity_val_steps=0",
+        "--model.validation.at_end=false",
+        "--print_config",
+    )
+    result = cli(*args, env_extra={"PYTHONPATH": f"{tmp_path}:{subprocess_env()['PYTHONPATH']}"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "class_path: my_samplers.HardestFirst" in result.stdout and "floor: 0.1" in result.stdout
+    args.remove("--print_config")
+    result = cli(*args, env_extra={"PYTHONPATH": f"{tmp_path}:{subprocess_env()['PYTHONPATH']}"})
+    assert result.returncode == 0, result.stderr[-2000:]
