@@ -399,8 +399,13 @@ class GRPOModule(L.LightningModule):
             )[0]
 
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
-        # Reaching max_steps requests a stop, which also runs a last validation (Lightning validates on stop).
-        if self.validation.at_end and 0 < self.trainer.max_steps <= self.global_step:
+        # Reaching max_steps requests a stop, which also runs a last validation (Lightning validates on stop),
+        # unless the regular validation interval falls on this step anyway.
+        if not self.validation.at_end or not 0 < self.trainer.max_steps <= self.global_step:
+            return
+        interval = self.trainer.val_check_batch
+        regular = isinstance(interval, int) and self.global_step % interval == 0
+        if not regular:
             self.trainer.should_stop = True
 
     # ----------------------------------------------------------------------------------------------- validation

@@ -88,6 +88,8 @@ def test_checkpoint_holds_adapter_and_selection_state(tiny_fit_args, tmp_path):
     assert state["posterior"]["alpha"].shape == (64,) and state["steps"] == 2
     assert any("lora_A" in k for k in ckpt["state_dict"])
     assert ckpt["optimizer_states"] and ckpt["lr_schedulers"]
+    # the last step is also a regular validation step: validated once there, not twice
+    assert [e.step for e in events(tmp_path / "runs").Scalars("val/accuracy")] == [0, 2]
 
 
 def test_ddp_two_processes_keep_identical_beliefs_and_weights(tiny_fit_args, tmp_path):
