@@ -129,12 +129,13 @@ class GRPOModule(L.LightningModule):
         strategy = self.trainer.strategy if self._trainer is not None else None
         is_zero = strategy is None or strategy.global_rank == 0
         if is_zero:
-            pairs = self._warm_start_pairs()
-            log.info(
-                "Warm-start: supervised training on %d reference solutions (up to %.0f s)",
-                len(pairs),
-                self.warm_start_config.max_seconds,
-            )
+            pairs = [] if self.warm_start_config.init_from else self._warm_start_pairs()
+            if pairs:
+                log.info(
+                    "Warm-start: supervised training on %d reference solutions (up to %.0f s)",
+                    len(pairs),
+                    self.warm_start_config.max_seconds,
+                )
             self.warm_start_result = warm_start(base, tokenizer, pairs, self.warm_start_config, device)
             base.to("cpu")
         if strategy is not None and strategy.world_size > 1:

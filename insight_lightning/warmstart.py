@@ -43,6 +43,8 @@ class WarmStartConfig:
     """Seed of the problem draw and the batch order."""
     cache_dir: str | None = "~/.cache/insight_lightning/warmstart"
     """Folder where the warm-started weights are cached between runs (null: always train)."""
+    init_from: str | None = None
+    """A weights file written by an earlier warm-start (a cache file): start from it instead of training."""
 
 
 @dataclass
@@ -100,6 +102,8 @@ def warm_start(
     is_writer: bool = True,
 ) -> WarmStartResult:
     """Train `model` in place on (prompt, solution) pairs, or load the cached result of the same warm-start."""
+    if config.init_from:
+        return _load(model, Path(os.path.expanduser(config.init_from)))
     if not pairs:
         raise ValueError("warm-start needs reference solutions, but the task provided none")
     cache_path = None
@@ -107,13 +111,7 @@ def warm_start(
         cache_path = Path(os.path.expanduser(config.cache_dir)) / f"{cache_key(model, tokenizer, config, pairs)}.pt"
         if cache_path.is_file():
             try:
-                saved = torch.load(cache_path, map_location="cpu", weights_only=True)
-                model.load_state_dict(saved["state_dict"])
-                meta = saved["meta"]
-                log.info(
-                    "Warm-start loaded from cache %s (%d steps, loss %.4f)", cache_path, meta["steps"], meta["loss"]
-                )
-                return WarmStartResult(meta["steps"], meta["seconds"], meta["loss"], True, str(cache_path))
+                return _load(model, cache_path)
             except Exception as err:  # a corrupt cache file is retrained, never fatal
                 log.warning("Ignoring unreadable warm-start cache %s (%s); training again", cache_path, err)
     result = _train(model, tokenizer, pairs, config, device)
@@ -123,6 +121,17 @@ def warm_start(
         meta = {"steps": result.steps, "seconds": result.seconds, "loss": result.final_loss}
         _atomic_torch_save({"state_dict": state, "meta": meta}, cache_path)
     return result
+
+
+def _load(model: torch.nn.Module, path: Path) -> WarmStartResult:
+    """Weights of an earlier warm-start (its cache file format)."""
+    if not path.is_file():
+        raise FileNotFoundError(f"warm-start weights file '{path}' does not exist")
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    model.load_state_dict(saved["state_dict"])
+    meta = saved["meta"]
+    log.info("Warm-start loaded from %s (%d steps, loss %.4f)", path, meta["steps"], meta["loss"])
+    return WarmStartResult(meta["steps"], meta["seconds"], meta["loss"], True, str(path))
 
 
 def _train(model, tokenizer, pairs, config: WarmStartConfig, device) -> WarmStartResult:

@@ -106,6 +106,13 @@ def test_warm_start_learns_and_is_cached(tmp_path):
     cache_file.write_bytes(b"not a checkpoint")
     third = warm_start(build_tiny_model(TinyModelConfig(), tok), tok, pairs, config, torch.device("cpu"))
     assert not third.from_cache and third.steps == 60
+    # init_from starts from a saved warm-start without any data or training
+    (cache_file,) = tmp_path.glob("*.pt")
+    loaded = build_tiny_model(TinyModelConfig(), tok)
+    again = warm_start(loaded, tok, [], WarmStartConfig(init_from=str(cache_file)), torch.device("cpu"))
+    assert again.from_cache and again.steps == 60
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        warm_start(loaded, tok, [], WarmStartConfig(init_from=str(tmp_path / "nope.pt")), torch.device("cpu"))
 
 
 def test_learning_rate_schedules():

@@ -1,0 +1,136 @@
+"""What a race runs: settings, the two pool regimes, and the command line of each run."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+ALL_SAMPLERS = ("uniform", "insight", "mopps", "expected_difficulty", "inverse_evidence", "dynamic_sampling")
+VISITS_PER_PROMPT = 13  # the paper's Countdown run: 100 steps x 256 prompts from a pool of 2,000
+
+
+@dataclass
+class RaceSettings:
+    """Everything that decides the outcome of a race (the output folder and the parallelism do not)."""
+
+    samplers: tuple[str, ...] = ALL_SAMPLERS
+    seeds: int = 5
+    steps: int = 100
+    prompts_per_step: int = 32
+    group_size: int = 8
+    eval_every: int = 10
+    eval_problems: int = 512
+    eval_samples: int = 4
+    regimes: tuple[str, ...] = ("main", "large")
+    lr: float = 5e-4
+    max_new_tokens: int = 48
+    model: str = "tiny"
+    warm_start_steps: int = 800
+    config: str = str(ROOT / "configs" / "countdown.yaml")
+    extra_args: tuple[str, ...] = field(default_factory=tuple)
+
+    def pool_size(self, regime: str) -> int:
+        """main: each prompt is selected about 13 times, as in the paper; large: about once."""
+        selections = self.steps * self.prompts_per_step
+        if regime == "main":
+            return max(self.prompts_per_step, round(selections / VISITS_PER_PROMPT))
+        if regime == "large":
+            return selections
+        raise ValueError(f"unknown regime '{regime}' (main or large)")
+
+    def fingerprint(self) -> str:
+        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
+
+
+QUICK = dict(
+    samplers=("uniform", "insight", "mopps", "dynamic_sampling"),
+    seeds=3,
+    steps=40,
+    prompts_per_step=16,
+    eval_every=10,
+    eval_problems=256,
+    eval_samples=2,
+    regimes=("main",),
+)
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One training run of the race."""
+
+    regime: str
+    sampler: str
+    seed: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.regime}__{self.sampler}__seed{self.seed}"
+
+
+def all_runs(settings: RaceSettings) -> list[RunSpec]:
+    return [RunSpec(r, s, seed) for r in settings.regimes for seed in range(settings.seeds) for s in settings.samplers]
+
+
+def common_args(settings: RaceSettings) -> list[str]:
+    """Arguments shared by the warm-start and every run: the same task, model and selection batch."""
+    args = [
+        "--config",
+        settings.config,
+        f"--model.policy.name={settings.model}",
+        f"--data.prompts_per_step={settings.prompts_per_step}",
+        f"--model.grpo.group_size={settings.group_size}",
+        f"--model.rollout.max_new_tokens={settings.max_new_tokens}",
+        f"--model.optimizer.lr={settings.lr}",
+        f"--data.task.init_args.test_size={settings.eval_problems}",
+        "--trainer.enable_progress_bar=false",
+        "--trainer.enable_model_summary=false",
+        "--trainer.enable_checkpointing=false",
+        "--trainer.callbacks=[]",
+    ]
+    return [*args, *settings.extra_args]
+
+
+def warm_start_args(settings: RaceSettings, cache_dir: Path) -> list[str]:
+    """A fit of zero steps that only warm-starts the tiny policy once and saves it in cache_dir.
+
+    Bounded by steps, not time, so that every machine trains the same starting point; its problems exclude the
+    largest regime's pool and test set, which contain the smaller regimes' ones.
+    """
+    pool = max(settings.pool_size(r) for r in settings.regimes)
+    return [
+        "fit",
+        *common_args(settings),
+        "--trainer.max_steps=0",
+        "--trainer.logger=false",
+        "--trainer.num_sanity_val_steps=0",
+        f"--data.task.init_args.train_size={pool}",
+        f"--model.warm_start.max_steps={settings.warm_start_steps}",
+        "--model.warm_start.max_seconds=1e9",
+        f"--model.warm_start.cache_dir={cache_dir}",
+    ]
+
+
+def run_args(settings: RaceSettings, run: RunSpec, start_weights: Path | None, log_dir: Path) -> list[str]:
+    """The run's CLI arguments; with the tiny model every run starts from the same warm-started weights file."""
+    start = [f"--model.warm_start.init_from={start_weights}"] if start_weights else ["--model.warm_start=null"]
+    return [
+        "fit",
+        *common_args(settings),
+        *start,
+        f"--seed_everything={run.seed}",
+        f"--data.seed={run.seed}",
+        f"--data.sampler={run.sampler}",
+        f"--data.task.init_args.train_size={settings.pool_size(run.regime)}",
+        f"--trainer.max_steps={settings.steps}",
+        f"--trainer.val_check_interval={settings.eval_every}",
+        "--trainer.num_sanity_val_steps=-1",
+        f"--model.validation.samples_per_problem={settings.eval_samples}",
+        "--model.validation.greedy=false",
+        "--model.logging.text_samples_every_n_steps=0",
+        f"--trainer.logger.init_args.save_dir={log_dir}",
+        f"--trainer.logger.init_args.name={run.name}",
+        "--trainer.logger.init_args.version=0",
+    ]

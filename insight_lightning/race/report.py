@@ -1,0 +1,189 @@
+"""Turning race results into numbers: final accuracy with a 95% interval, area under the curve, speed-up, cost."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections import defaultdict
+from pathlib import Path
+
+# two-sided 95% Student t quantiles for 1..30 degrees of freedom (larger: the normal 1.96)
+T_975 = (
+    12.706,
+    4.303,
+    3.182,
+    2.776,
+    2.571,
+    2.447,
+    2.365,
+    2.306,
+    2.262,
+    2.228,
+    2.201,
+    2.179,
+    2.160,
+    2.145,
+    2.131,
+    2.120,
+    2.110,
+    2.101,
+    2.093,
+    2.086,
+    2.080,
+    2.074,
+    2.069,
+    2.064,
+    2.060,
+    2.056,
+    2.052,
+    2.048,
+    2.045,
+    2.042,
+)
+
+
+def mean_interval(values: list[float]) -> tuple[float, float]:
+    """Mean and the half-width of its 95% t-interval (0 for a single value)."""
+    n = len(values)
+    mean = sum(values) / n
+    if n < 2:
+        return mean, 0.0
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+    return mean, (T_975[n - 2] if n - 1 <= len(T_975) else 1.96) * std / math.sqrt(n)
+
+
+def mean_curve(curves: list[list[tuple[int, float]]]) -> list[tuple[int, float]]:
+    """Average accuracy per evaluation step over seeds (steps every seed evaluated)."""
+    by_step: dict[int, list[float]] = defaultdict(list)
+    for curve in curves:
+        for step, value in curve:
+            by_step[step].append(value)
+    return [(s, sum(v) / len(v)) for s, v in sorted(by_step.items()) if len(v) == len(curves)]
+
+
+def area_under_curve(curve: list[tuple[int, float]]) -> float:
+    """Trapezoid area under accuracy vs step, divided by the step range: the average accuracy over training."""
+    if len(curve) < 2:
+        return curve[0][1] if curve else float("nan")
+    area = sum((s1 - s0) * (v0 + v1) / 2 for (s0, v0), (s1, v1) in zip(curve, curve[1:]))
+    return area / (curve[-1][0] - curve[0][0])
+
+
+def first_step_reaching(curve: list[tuple[int, float]], level: float) -> int | None:
+    return next((step for step, value in curve if value >= level - 1e-12), None)
+
+
+def speed_up(baseline: list[tuple[int, float]], other: list[tuple[int, float]]) -> float | None:
+    """Steps the baseline needs to reach its best accuracy / steps `other` needs to reach the same (None: never).
+
+    On mean curves; the pre-RL point (step 0) cannot count as reaching it, so both numerators are >= one interval.
+    """
+    trained = [(s, v) for s, v in baseline if s > 0]
+    if not trained:
+        return None
+    best = max(v for _, v in trained)
+    need_baseline = first_step_reaching(trained, best)
+    need_other = first_step_reaching([(s, v) for s, v in other if s > 0], best)
+    return None if need_other is None else need_baseline / need_other
+
+
+def summarise(results: list[dict], baseline: str = "uniform") -> dict[str, list[dict]]:
+    """Per regime, one row per sampler."""
+    table: dict[str, list[dict]] = {}
+    for regime in sorted({r["regime"] for r in results}):
+        rows = [r for r in results if r["regime"] == regime]
+        by_sampler: dict[str, list[dict]] = defaultdict(list)
+        for r in rows:
+            by_sampler[r["sampler"]].append(r)
+        curves = {s: mean_curve([r["accuracy"] for r in runs]) for s, runs in by_sampler.items()}
+        summary = []
+        for sampler, runs in sorted(by_sampler.items(), key=lambda item: (item[0] != baseline, item[0])):
+            finals = [r["accuracy"][-1][1] for r in runs]
+            mean, half = mean_interval(finals)
+            aucs = [area_under_curve(r["accuracy"]) for r in runs]
+            up = speed_up(curves[baseline], curves[sampler]) if baseline in curves else None
+            summary.append(
+                {
+                    "sampler": sampler,
+                    "seeds": len(runs),
+                    "final": mean,
+                    "final_ci": half,
+                    "auc": sum(aucs) / len(aucs),
+                    "start": sum(r["accuracy"][0][1] for r in runs) / len(runs),
+                    "speed_up": up,
+                    "rollouts": sum(r["rollouts"] for r in runs) / len(runs),
+                    "wall_s": sum(r["wall_s"] for r in runs) / len(runs),
+                    "frac_zero_variance": sum(r["frac_zero_variance"] for r in runs) / len(runs),
+                }
+            )
+        table[regime] = summary
+    return table
+
+
+def markdown(table: dict[str, list[dict]], pools: dict[str, int], baseline: str = "uniform") -> str:
+    lines = []
+    for regime, rows in table.items():
+        lines += [
+            f"**{regime} regime** (pool {pools.get(regime, '?')})",
+            "",
+            "| sampler | seeds | test acc. before RL | final test acc. (95% CI) | AUC | speed-up vs "
+            f"{baseline} | rollouts | wall time / run | zero-variance groups |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        ]
+        for r in rows:
+            up = "not reached" if r["speed_up"] is None else f"{r['speed_up']:.2f}x"
+            lines.append(
+                f"| {r['sampler']} | {r['seeds']} | {100 * r['start']:.1f}% | {100 * r['final']:.1f}% "
+                f"(+/- {100 * r['final_ci']:.1f}) | {100 * r['auc']:.1f}% | {up} | {r['rollouts']:.0f} | "
+                f"{r['wall_s']:.0f} s | {100 * r['frac_zero_variance']:.0f}% |"
+            )
+        lines.append("")
+    return "\n".join(lines)
+
+
+def write_csv(results: list[dict], path: Path) -> None:
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["regime", "sampler", "seed", "step", "val_accuracy"])
+        for r in sorted(results, key=lambda r: (r["regime"], r["sampler"], r["seed"])):
+            for step, value in r["accuracy"]:
+                writer.writerow([r["regime"], r["sampler"], r["seed"], step, f"{value:.6f}"])
+
+
+def plot(results: list[dict], regime: str, path: Path) -> None:
+    """Accuracy vs step per sampler: the mean over seeds and a band from the lowest to the highest seed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for sampler in sorted({r["sampler"] for r in results if r["regime"] == regime}):
+        curves = [r["accuracy"] for r in results if r["regime"] == regime and r["sampler"] == sampler]
+        steps = [s for s, _ in mean_curve(curves)]
+        values = [[dict(c)[s] for c in curves] for s in steps]
+        mean = [sum(v) / len(v) for v in values]
+        line = ax.plot(steps, [100 * m for m in mean], marker="o", label=f"{sampler} ({len(curves)} seeds)")[0]
+        ax.fill_between(
+            steps, [100 * min(v) for v in values], [100 * max(v) for v in values], color=line.get_color(), alpha=0.15
+        )
+    ax.set_xlabel("RL step")
+    ax.set_ylabel("test accuracy (pass@1, %)")
+    ax.set_title(f"Sampler race, {regime} regime")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write_report(out: Path, pools: dict[str, int]) -> str:
+    results = [json.loads(p.read_text()) for p in sorted((out / "results").glob("*.json"))]
+    table = summarise(results)
+    text = markdown(table, pools)
+    (out / "race.md").write_text(text)
+    write_csv(results, out / "race.csv")
+    for regime in table:
+        plot(results, regime, out / f"race_{regime}.png")
+    return text

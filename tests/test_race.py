@@ -1,0 +1,112 @@
+"""The sampler race: its statistics by hand, and a miniature race end to end (runs, resume, report)."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+from conftest import ROOT, subprocess_env
+
+from insight_lightning.race.plan import RaceSettings, RunSpec, all_runs
+from insight_lightning.race.report import area_under_curve, mean_curve, mean_interval, speed_up, summarise
+
+
+def test_mean_and_t_interval():
+    mean, half = mean_interval([0.2, 0.4, 0.6])
+    assert mean == pytest.approx(0.4) and half == pytest.approx(4.303 * 0.2 / 3**0.5)
+    assert mean_interval([0.5]) == (0.5, 0.0)
+
+
+def test_area_under_curve_is_the_average_accuracy_over_training():
+    assert area_under_curve([(0, 0.0), (10, 1.0)]) == pytest.approx(0.5)
+    assert area_under_curve([(0, 0.2), (10, 0.2), (30, 0.6)]) == pytest.approx((10 * 0.2 + 20 * 0.4) / 30)
+
+
+def test_speed_up_compares_steps_to_reach_the_baselines_best():
+    uniform = [(0, 0.1), (10, 0.2), (20, 0.3), (30, 0.4), (40, 0.4)]
+    faster = [(0, 0.1), (10, 0.4), (20, 0.5), (30, 0.5), (40, 0.5)]
+    slower = [(0, 0.1), (10, 0.1), (20, 0.2), (30, 0.3), (40, 0.35)]
+    assert speed_up(uniform, faster) == pytest.approx(3.0)  # uniform needs 30 steps, faster 10
+    assert speed_up(uniform, uniform) == pytest.approx(1.0)
+    assert speed_up(uniform, slower) is None  # never reaches 0.4
+    assert speed_up([(0, 0.9), (10, 0.1)], [(0, 0.9), (10, 0.05)]) is None  # the pre-RL point does not count
+
+
+def test_mean_curve_keeps_steps_every_seed_evaluated():
+    assert mean_curve([[(0, 0.2), (10, 0.4)], [(0, 0.4), (10, 0.6), (20, 0.9)]]) == pytest.approx([(0, 0.3), (10, 0.5)])
+
+
+def test_summary_puts_the_baseline_first_and_reports_cost():
+    runs = [
+        {
+            "regime": "main",
+            "sampler": s,
+            "seed": k,
+            "accuracy": [(0, 0.1), (10, acc + 0.01 * k)],
+            "rollouts": r,
+            "wall_s": 5.0,
+            "frac_zero_variance": 0.5,
+        }
+        for s, acc, r in (("insight", 0.3, 100), ("uniform", 0.2, 100), ("dynamic_sampling", 0.25, 400))
+        for k in range(2)
+    ]
+    (rows,) = summarise(runs).values()
+    assert [r["sampler"] for r in rows] == ["uniform", "dynamic_sampling", "insight"]
+    assert rows[2]["final"] == pytest.approx(0.305) and rows[1]["rollouts"] == 400
+
+
+def test_regimes_size_the_pool_from_steps_and_batch():
+    settings = RaceSettings(steps=100, prompts_per_step=256)
+    assert settings.pool_size("main") == round(100 * 256 / 13) and settings.pool_size("large") == 25600
+    assert len(all_runs(settings)) == 2 * 5 * 6 and RunSpec("main", "insight", 3).name == "main__insight__seed3"
+
+
+def test_a_miniature_race_runs_resumes_and_reports(tmp_path):
+    args = [
+        "--out",
+        str(tmp_path),
+        "--jobs",
+        "2",
+        "--samplers",
+        "uniform",
+        "insight",
+        "--seeds",
+        "2",
+        "--steps",
+        "2",
+        "--prompts-per-step",
+        "4",
+        "--group-size",
+        "4",
+        "--eval-every",
+        "2",
+        "--eval-problems",
+        "8",
+        "--eval-samples",
+        "1",
+        "--warm-start-steps",
+        "30",
+        "--max-new-tokens",
+        "16",
+        "--regimes",
+        "main",
+    ]
+    command = [sys.executable, "-m", "insight_lightning.race", *args]
+    first = subprocess.run(command, cwd=ROOT, env=subprocess_env(), capture_output=True, text=True, timeout=900)
+    assert first.returncode == 0, first.stderr[-3000:]
+    results = sorted((tmp_path / "results").glob("*.json"))
+    assert [p.stem for p in results] == [f"main__{s}__seed{k}" for s in ("insight", "uniform") for k in (0, 1)]
+    record = json.loads(results[0].read_text())
+    assert [step for step, _ in record["accuracy"]] == [0, 2] and record["rollouts"] == 2 * 4 * 4
+    assert "| uniform | 2 |" in (tmp_path / "race.md").read_text()
+    csv_rows = (tmp_path / "race.csv").read_text().splitlines()
+    assert csv_rows[0] == "regime,sampler,seed,step,val_accuracy" and len(csv_rows) == 1 + 4 * 2
+    assert (tmp_path / "race_main.png").stat().st_size > 1000
+    assert len(list((tmp_path / "runs").glob("main__*/version_0/events.*"))) == 4
+    # every run starts from the one shared warm-start: the same accuracy before RL for the same seed
+    before = {p.stem: json.loads(p.read_text())["accuracy"][0][1] for p in results}
+    assert before["main__insight__seed0"] == before["main__uniform__seed0"]
+    again = subprocess.run(command, cwd=ROOT, env=subprocess_env(), capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and "resuming: 4 runs already finished" in again.stdout
+    other = subprocess.run([*command, "--seeds", "3"], cwd=ROOT, env=subprocess_env(), capture_output=True, text=True)
+    assert other.returncode != 0 and "holds a race with other settings" in other.stderr
