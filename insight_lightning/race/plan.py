@@ -46,15 +46,16 @@ class RaceSettings:
 
 
 QUICK = dict(
-    samplers=("uniform", "insight", "mopps", "dynamic_sampling"),
-    seeds=3,
+    samplers=("uniform", "insight", "mopps"),
+    seeds=4,
     steps=40,
-    prompts_per_step=16,
+    prompts_per_step=32,
     eval_every=10,
     eval_problems=256,
     eval_samples=2,
     regimes=("main",),
 )
+"""--quick: the paper's main regime (each prompt selected ~13 times) at CPU size, the three central samplers."""
 
 
 @dataclass(frozen=True)
