@@ -92,7 +92,6 @@ class GRPOModule(L.LightningModule):
         self.prompts: PromptEncoder | None = None
         self.engine: HFGenerateEngine | None = None
         self.warm_start_result = None
-        self.last_rollout: dict | None = None
         self.last_step_times: dict[str, float] = {}
         self.rollouts_generated = 0  # sequences sampled for training so far, extra dynamic-sampling rounds included
         self._val_sums: Tensor | None = None
@@ -112,11 +111,11 @@ class GRPOModule(L.LightningModule):
             raise ValueError("GRPOModule needs a task (the CLI links it from data.task)")
         device = self._target_device()
         base, tokenizer = build_base_policy(self.policy_config, device.type)
+        self.tokenizer = tokenizer  # prompts are rendered (chat template included) the same for warm-start and RL
+        self.prompts = PromptEncoder(tokenizer, self.policy_config.chat_template_kwargs, self.rollout.max_prompt_tokens)
         if self.warm_start_config is not None:
             self._warm_start(base, tokenizer, device)
         self.policy = apply_adapter(base, self.policy_config)
-        self.tokenizer = tokenizer
-        self.prompts = PromptEncoder(tokenizer, self.policy_config.chat_template_kwargs, self.rollout.max_prompt_tokens)
         eos = self.policy.generation_config.eos_token_id
         eos_ids = eos if isinstance(eos, list) else [eos if eos is not None else tokenizer.eos_token_id]
         self.engine = HFGenerateEngine(eos_ids, tokenizer.pad_token_id, cache=self.rollout.cache)
@@ -161,8 +160,8 @@ class GRPOModule(L.LightningModule):
         return pairs
 
     def prompts_text(self, example: dict) -> str:
-        encoder = self.prompts or PromptEncoder(self.tokenizer, self.policy_config.chat_template_kwargs)
-        return encoder.render(self.task.prompt(example))
+        """The exact text the policy continues from for this example."""
+        return self.prompts.render(self.task.prompt(example))
 
     def configure_callbacks(self):
         from insight_lightning.selection_callback import SelectionCallback
@@ -248,7 +247,6 @@ class GRPOModule(L.LightningModule):
         }
         self._log_metrics(metrics)
         self._maybe_log_text(step.examples, step.completions, scores.rewards, k)
-        self.last_rollout = step.outcomes
         return step.outcomes
 
     def _collect_rollouts(self, batch: PromptBatch) -> StepRollouts:
