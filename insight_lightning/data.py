@@ -80,9 +80,9 @@ class PromptDataModule(L.LightningDataModule):
         prompts_per_step: prompts selected per training step (M), across all ranks together.
         group_size: completions per prompt (K); the module's GRPO group size is linked to it.
         seed: seed of the selection stream and of the sampler's randomness.
-        val_split: split used for validation.
+        val_splits: splits scored in validation (null: the task's eval_splits, e.g. test; or math's named sets).
         val_batch_size: problems per validation batch on each rank.
-        val_limit: evaluate only the first N problems of the validation split (null: all).
+        val_limit: evaluate only the first N problems of each validation split (null: all).
     """
 
     def __init__(
@@ -92,7 +92,7 @@ class PromptDataModule(L.LightningDataModule):
         prompts_per_step: int = 32,
         group_size: int = 8,
         seed: int = 0,
-        val_split: str = "test",
+        val_splits: list[str] | None = None,
         val_batch_size: int = 64,
         val_limit: int | None = None,
     ) -> None:
@@ -104,11 +104,11 @@ class PromptDataModule(L.LightningDataModule):
         self.prompts_per_step = prompts_per_step
         self.group_size = group_size
         self.seed = seed
-        self.val_split = val_split
+        self.val_splits = list(val_splits) if val_splits else list(getattr(self.task, "eval_splits", ("test",)))
         self.val_batch_size = val_batch_size
         self.val_limit = val_limit
         self.train_examples: list[dict] | None = None
-        self.val_examples: list[dict] | None = None
+        self.val_examples: dict[str, list[dict]] | None = None
         self.selector: PromptSelector | None = None
 
     def setup(self, stage: str) -> None:
@@ -124,17 +124,20 @@ class PromptDataModule(L.LightningDataModule):
                 self.sampler, len(self.train_examples), self.prompts_per_step, self.group_size, seed=self.seed
             )
         if self.val_examples is None:
-            examples = self.task.examples(self.val_split)
-            self.val_examples = examples[: self.val_limit] if self.val_limit else examples
+            self.val_examples = {}
+            for split in self.val_splits:
+                examples = self.task.examples(split)
+                self.val_examples[split] = examples[: self.val_limit] if self.val_limit else examples
 
     def train_dataloader(self) -> SelectedBatches:
         steps_per_pass = math.ceil(len(self.train_examples) / self.prompts_per_step)
         return SelectedBatches(self.train_examples, self.selector, self._rank, self._world, steps_per_pass)
 
-    def val_dataloader(self) -> ShardedBatches:
-        return ShardedBatches(self.val_examples, self.val_batch_size, self._rank, self._world)
+    def val_dataloader(self) -> list[ShardedBatches]:
+        """One loader per validation split, in the order of val_splits."""
+        return [ShardedBatches(ex, self.val_batch_size, self._rank, self._world) for ex in self.val_examples.values()]
 
-    def test_dataloader(self) -> ShardedBatches:
+    def test_dataloader(self) -> list[ShardedBatches]:
         return self.val_dataloader()
 
     @property

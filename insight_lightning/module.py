@@ -411,39 +411,59 @@ class GRPOModule(L.LightningModule):
     def on_validation_epoch_start(self) -> None:
         # Validation samples from its own copy of the RNG, so that it never changes the training trajectory.
         self._val_rng = capture_rng_state()
-        self._val_sums = torch.zeros(5, dtype=torch.float64)  # correct, samples, greedy correct, problems, reward
+        splits = len(self.trainer.datamodule.val_splits) if self.trainer.datamodule is not None else 1
+        # per split: correct, samples, greedy correct, problems, reward
+        self._val_sums = torch.zeros(splits, 5, dtype=torch.float64)
 
-    def validation_step(self, batch: list[dict], batch_idx: int) -> None:
+    def validation_step(self, batch: list[dict], batch_idx: int, dataloader_idx: int = 0) -> None:
         if self.trainer.sanity_checking and (self.global_step > 0 or not self.validation.before_training):
             return  # the pre-RL validation runs only at step 0
         cfg = self.validation
+        sums = self._val_sums[dataloader_idx]
         n = cfg.samples_per_problem
         max_new = cfg.max_new_tokens or self.rollout.max_new_tokens
         real = torch.tensor([not e.get("_padding", False) for e in batch])  # [b]
         _, completions = self.sample(batch, n, SamplingParams(max_new, cfg.temperature, cfg.top_p, 0))
         sampled = score_completions(self.task, completions, batch, n)  # [b, n]
-        self._val_sums[0] += sampled.correct[real].sum()
-        self._val_sums[1] += real.sum() * n
-        self._val_sums[4] += sampled.rewards[real].sum().double()
+        sums[0] += sampled.correct[real].sum()
+        sums[1] += real.sum() * n
+        sums[4] += sampled.rewards[real].sum().double()
         if cfg.greedy:
             _, completions = self.sample(batch, 1, SamplingParams(max_new, 0.0))
             greedy = score_completions(self.task, completions, batch, 1)
-            self._val_sums[2] += greedy.correct[real].sum()
-            self._val_sums[3] += real.sum()
+            sums[2] += greedy.correct[real].sum()
+            sums[3] += real.sum()
 
     def on_validation_epoch_end(self) -> None:
         restore_rng_state(self._val_rng)
-        sums = self.trainer.strategy.reduce(self._val_sums.to(self.device), reduce_op="sum").cpu()
-        if sums[1] == 0:
+        sums = self.trainer.strategy.reduce(self._val_sums.to(self.device), reduce_op="sum").cpu()  # [splits, 5]
+        if sums[:, 1].sum() == 0:
             return
-        metrics = {"val/accuracy": sums[0] / sums[1], "val/reward": sums[4] / sums[1]}
-        if sums[3] > 0:
-            metrics["val/accuracy_greedy"] = sums[2] / sums[3]
-        values = {k: float(v) for k, v in metrics.items()}
-        log.info("Validation at step %d: %s", self.global_step, ", ".join(f"{k} {v:.4f}" for k, v in values.items()))
-        log_scalars(self.trainer, values, self.global_step)
+        names = self.trainer.datamodule.val_splits if self.trainer.datamodule is not None else ["test"]
+        prefix = "test" if self.trainer.testing else "val"
+        metrics = _accuracy_metrics(prefix, sums.sum(dim=0))  # all splits together, weighted by problems
+        if len(names) > 1:
+            for name, split_sums in zip(names, sums):
+                metrics.update(_accuracy_metrics(f"{prefix}/{name}", split_sums))
+        log.info(
+            "%s at step %d: %s",
+            "Test" if self.trainer.testing else "Validation",
+            self.global_step,
+            ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()),
+        )
+        log_scalars(self.trainer, metrics, self.global_step)
         if not self.trainer.sanity_checking:  # visible to callbacks (e.g. ModelCheckpoint(monitor="val/accuracy"))
-            self.log_dict(metrics, logger=False, sync_dist=False)
+            self.log_dict({k: torch.tensor(v) for k, v in metrics.items()}, logger=False, sync_dist=False)
+
+    # `test` scores the same splits the same way, under test/ tags
+    def on_test_epoch_start(self) -> None:
+        self.on_validation_epoch_start()
+
+    def test_step(self, batch: list[dict], batch_idx: int, dataloader_idx: int = 0) -> None:
+        self.validation_step(batch, batch_idx, dataloader_idx)
+
+    def on_test_epoch_end(self) -> None:
+        self.on_validation_epoch_end()
 
     # ----------------------------------------------------------------------------------------------- checkpoints
     def _persisted_keys(self) -> set[str]:
@@ -495,6 +515,14 @@ class GRPOModule(L.LightningModule):
             prompt = self.prompts_text(batch[i // k])
             rows.append(f"**reward {float(rewards.reshape(-1)[i]):.2f}**\n\n```\n{prompt}{completions[i]}\n```")
         experiment.add_text("samples", "\n\n---\n\n".join(rows), self.global_step)
+
+
+def _accuracy_metrics(prefix: str, sums: Tensor) -> dict[str, float]:
+    """accuracy (pass@1 over samples), reward and greedy accuracy from [correct, samples, greedy, problems, reward]."""
+    metrics = {f"{prefix}/accuracy": float(sums[0] / sums[1]), f"{prefix}/reward": float(sums[4] / sums[1])}
+    if sums[3] > 0:
+        metrics[f"{prefix}/accuracy_greedy"] = float(sums[2] / sums[3])
+    return metrics
 
 
 def _lr_lambda(cfg: OptimizerConfig, total_steps: int | None):

@@ -27,6 +27,8 @@ class Task(abc.ABC):
 
     name: ClassVar[str] = ""
     splits: tuple[str, ...] = ("train", "test")
+    eval_splits: tuple[str, ...] = ("test",)
+    """The splits validation scores (each logged as val/<name>/... when there are several)."""
 
     def examples(self, split: str) -> list[dict]:
         """The records of ``split``: each a dict of the row's fields plus ``"id"`` (0..n-1 in split order)."""

@@ -169,3 +169,14 @@ def test_every_sampler_trains_through_the_cli(tiny_fit_args, tmp_path, sampler):
         assert rolled_out == 2 * 8 + extra  # the beliefs saw every group, the extra rounds' too
     else:
         assert rolled_out == 2 * 8 and [len(s) for s in probe["selections"]] == [8, 8]
+
+
+def test_validate_and_test_subcommands_score_a_checkpoint(tiny_fit_args, tmp_path):
+    fit = main(tiny_fit_args(2))
+    checkpoint = str(tmp_path / "ckpt" / "last.ckpt")  # written after step 2, before the last validation
+    validate = main(["validate", *tiny_fit_args(2)[1:], "--ckpt_path", checkpoint])
+    # same weights and the checkpoint's random state: the very same samples and scores as the fit's last validation
+    for key in ("val/reward", "val/accuracy", "val/accuracy_greedy"):
+        assert validate.trainer.callback_metrics[key].item() == fit.trainer.callback_metrics[key].item(), key
+    tested = main(["test", *tiny_fit_args(2)[1:], "--ckpt_path", checkpoint])
+    assert "test/accuracy" in tested.trainer.callback_metrics and "test/reward" in tested.trainer.callback_metrics
