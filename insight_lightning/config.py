@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from insight_lightning.rollout import SamplingParams
+
 
 @dataclass
 class GRPOConfig:
@@ -38,17 +40,9 @@ class GRPOConfig:
 
 
 @dataclass
-class RolloutConfig:
-    """How training completions are sampled."""
+class RolloutConfig(SamplingParams):
+    """How training completions are sampled (max_new_tokens, temperature, top_p, top_k) and generated."""
 
-    max_new_tokens: int = 64
-    """Longest completion in tokens."""
-    temperature: float = 1.0
-    """Sampling temperature."""
-    top_p: float = 1.0
-    """Nucleus sampling threshold."""
-    top_k: int = 0
-    """Top-k filtering (0: off)."""
     max_prompt_tokens: int = 1024
     """Longer prompts are cut from the left (and counted in train/truncated_prompts)."""
     cache: str = "dynamic"

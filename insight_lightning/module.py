@@ -199,10 +199,6 @@ class GRPOModule(L.LightningModule):
         completions = self.tokenizer.batch_decode(rollout.completion_ids, skip_special_tokens=True)
         return rollout, completions
 
-    def _train_sampling(self) -> SamplingParams:
-        r = self.rollout
-        return SamplingParams(r.max_new_tokens, r.temperature, r.top_p, r.top_k)
-
     # ----------------------------------------------------------------------------------------------- training
     def transfer_batch_to_device(self, batch, device, dataloader_idx: int):
         return batch  # batches are examples (Python data); token ids are built on the device in sample()
@@ -252,7 +248,7 @@ class GRPOModule(L.LightningModule):
     def _collect_rollouts(self, batch: PromptBatch) -> StepRollouts:
         """Roll out the step's prompts; a sampler with max_extra_rounds > 0 (dynamic sampling) gets fresh prompts
         until every rank has as many informative groups as prompts, or the cap is hit."""
-        k, params, sampler = self.grpo.group_size, self._train_sampling(), batch.sampler
+        k, params, sampler = self.grpo.group_size, self.rollout, batch.sampler
         examples = list(batch.examples)
         rollout, completions = self.sample(examples, k, params)
         scores = score_completions(self.task, completions, examples, k)
