@@ -42,7 +42,12 @@ class RaceSettings:
         raise ValueError(f"unknown regime '{regime}' (main or large)")
 
     def fingerprint(self) -> str:
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
+        """Identifies the settings; the project's own config is named relative to the checkout, wherever it is."""
+        settings = asdict(self)
+        config = Path(self.config).resolve()
+        if config.is_relative_to(ROOT):
+            settings["config"] = str(config.relative_to(ROOT))
+        return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
 
 
 QUICK = dict(
