@@ -28,7 +28,7 @@ class Task(abc.ABC):
     name: ClassVar[str] = ""
     splits: tuple[str, ...] = ("train", "test")
     eval_splits: tuple[str, ...] = ("test",)
-    """The splits validation scores (each logged as val/<name>/... when there are several)."""
+    """The splits validated on (each logged as its own ``val/<split>/...``); a subset of ``splits``."""
 
     def examples(self, split: str) -> list[dict]:
         """The records of ``split``: each a dict of the row's fields plus ``"id"`` (0..n-1 in split order)."""

@@ -17,7 +17,7 @@ def iter_rows(source: str) -> Iterator[Any]:
 
     ``source`` is a ``.jsonl`` or ``.json`` file (JSON lines, or one JSON array), a ``.parquet`` file, or a
     Hugging Face dataset name such as ``Jiayi-Pan/Countdown-Tasks-3to4`` (its ``train`` split, from the local
-    cache of the ``datasets`` package).
+    cache of the ``datasets`` package; ``NAME:SPLIT``, e.g. ``HuggingFaceH4/MATH-500:test``, picks another split).
     """
     path = Path(source).expanduser()
     if not _is_local(source, path):
@@ -65,19 +65,20 @@ def _iter_parquet(path: Path) -> Iterator[Any]:
         yield from batch.to_pylist()
 
 
-def _iter_hf_dataset(name: str) -> Iterator[Any]:
+def _iter_hf_dataset(source: str) -> Iterator[Any]:
+    name, _, split = source.partition(":")
     try:
         import datasets
     except ImportError:
         raise ImportError(
-            f"'{name}' is neither a local file nor loadable: the Hugging Face `datasets` package is not installed; "
+            f"'{source}' is neither a local file nor loadable: the Hugging Face `datasets` package is not installed; "
             "`pip install datasets` (with network access) or pass a local .jsonl/.parquet file."
         ) from None
     try:
-        dataset = datasets.load_dataset(name, split="train")
+        dataset = datasets.load_dataset(name, split=split or "train")
     except Exception as error:  # offline, not cached, or no such dataset: datasets raises many types
         raise ValueError(
-            f"Could not load the Hugging Face dataset '{name}' (not available offline or does not exist: "
+            f"Could not load the Hugging Face dataset '{source}' (not available offline or does not exist: "
             f"{type(error).__name__}); download it once with network access or pass a local .jsonl/.parquet file."
         ) from None
     yield from dataset

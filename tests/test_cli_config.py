@@ -109,3 +109,22 @@ def test_the_readme_sampler_example_works_from_the_command_line(tiny_fit_args, t
     args.remove("--print_config")
     result = cli(*args, env_extra={"PYTHONPATH": f"{tmp_path}:{subprocess_env()['PYTHONPATH']}"})
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_the_readme_task_example_registers_and_scores(tmp_path, monkeypatch):
+    import importlib
+
+    import tasks
+
+    readme = (ROOT / "README.md").read_text()
+    code = readme.split("```python\nfrom tasks import Score, Task, register_task\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "parity_task.py").write_text("from tasks import Score, Task, register_task\n" + code)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        importlib.import_module("parity_task")
+        task = tasks.build_task("parity", train_size=10, test_size=4)
+        example = task.examples("test")[0]
+        assert task.score(task.solution(example), example).correct
+        assert not task.score("maybe", example).correct and task.eval_splits == ("test",)
+    finally:
+        tasks.TASKS.pop("parity", None)

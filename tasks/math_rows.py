@@ -1,0 +1,84 @@
+"""Math rows from files or dataset names: configurable field names, answers boxed inside solutions, broken rows."""
+
+from __future__ import annotations
+
+import numbers
+import warnings
+from collections.abc import Mapping
+
+from tasks.math_answers import AnswerTooLong, last_boxed
+from tasks.sources import iter_rows
+
+_MAX_REPORTED_ROWS = 5
+
+
+def _field(row: Mapping, name: str):
+    """``row[name]``, else the value of the one key equal to ``name`` ignoring case (AIME files use "Problem")."""
+    if name in row:
+        return row[name]
+    matches = [key for key in row if isinstance(key, str) and key.lower() == name.lower()]
+    return row[matches[0]] if len(matches) == 1 else None
+
+
+def _text(value) -> str | None:
+    """A non-empty string for strings and numbers (not booleans); None otherwise."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, numbers.Number):
+        value = str(value)
+    if not isinstance(value, str) or not value.strip():
+        return None
+    return value.strip()
+
+
+def math_row(row, problem_field: str = "problem", answer_field: str = "answer", answer_from_solution: bool = False):
+    """``{**row, "problem": str, "answer": str}`` for a valid row; None if a field is missing or empty.
+
+    With ``answer_from_solution`` the ``answer_field`` holds a worked solution and the answer is its last
+    ``\\boxed{...}`` (the MATH dataset's format).
+    """
+    if not isinstance(row, Mapping):
+        return None
+    problem, answer = _text(_field(row, problem_field)), _text(_field(row, answer_field))
+    if answer is not None and answer_from_solution:
+        try:
+            answer = _text(last_boxed(answer))
+        except AnswerTooLong:
+            answer = None
+    if problem is None or answer is None:
+        return None
+    return {**row, "problem": problem, "answer": answer}
+
+
+def read_math_rows(
+    source: str,
+    problem_field: str = "problem",
+    answer_field: str = "answer",
+    answer_from_solution: bool = False,
+    limit: int | None = None,
+) -> list[dict]:
+    """Valid rows of ``source`` (up to ``limit``); rows with a missing or empty field are skipped with one warning."""
+    rows: list[dict] = []
+    broken: list[int] = []
+    for index, raw in enumerate(iter_rows(source)):
+        if limit is not None and len(rows) >= limit:
+            break
+        row = math_row(raw, problem_field, answer_field, answer_from_solution)
+        if row is None:
+            broken.append(index)
+        else:
+            rows.append(row)
+    what = f"'{problem_field}' and '{answer_field}'" + (" (with a \\boxed{} answer)" if answer_from_solution else "")
+    if not rows:
+        raise ValueError(
+            f"'{source}' has no valid math rows ({len(broken)} broken); each row needs non-empty {what}: set "
+            "problem_field/answer_field to the file's field names."
+        )
+    if broken:
+        warnings.warn(
+            f"Skipped {len(broken)} math rows of '{source}' with a missing or empty {what}; first row indices: "
+            f"{broken[:_MAX_REPORTED_ROWS]}.",
+            UserWarning,
+            stacklevel=2,
+        )
+    return rows

@@ -1,0 +1,499 @@
+"""Math: answer extraction, the bounded math-verify check, generator, loaders, prompts and eval splits."""
+
+import ast
+import json
+import pickle
+import re
+import sys
+import threading
+import time
+import types
+from fractions import Fraction
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+pytest.importorskip("math_verify")
+
+from tasks import TASKS, CountdownTask, MathTask, Score, build_task  # noqa: E402
+from tasks.math import INSTRUCTION  # noqa: E402
+from tasks.math_answers import (  # noqa: E402
+    MAX_ANSWER_CHARS,
+    AnswerTooLong,
+    exact_number,
+    extract_answer,
+    fast_equivalence,
+    last_boxed,
+    last_number,
+)
+from tasks.math_problems import KINDS, generate_problems  # noqa: E402
+
+FUZZ_TIMEOUT = 0.25
+
+
+@pytest.fixture(scope="module")
+def task() -> MathTask:
+    task = MathTask(train_size=64, test_size=16, seed=3)
+    task.checker.start()
+    yield task
+    task.checker.close()
+
+
+@pytest.fixture(scope="module")
+def fuzz_task() -> MathTask:
+    task = MathTask(train_size=16, test_size=4, timeout_seconds=FUZZ_TIMEOUT)
+    task.checker.start()
+    yield task
+    task.checker.close()
+
+
+# ---------------------------------------------------------------- verifier
+
+
+@pytest.mark.parametrize(
+    ("completion", "gold", "correct"),
+    [
+        # correct, as written
+        ("\\boxed{25}", "25", True),
+        ("So 12 + 13 = 25.\n\nThe answer is $\\boxed{25}$.", "25", True),
+        ("\\boxed {25}", "25", True),
+        ("\\fbox{25}", "25", True),
+        ("\\boxed{ 25 }", "25", True),
+        ("\\boxed{x^2+1}", "x^2 + 1", True),
+        # equivalent forms
+        ("\\boxed{25.0}", "25", True),
+        ("\\boxed{{25}}", "25", True),
+        ("\\boxed{\\frac{50}{2}}", "25", True),
+        ("\\boxed{5^2}", "25", True),
+        ("\\boxed{0.5}", "\\frac{1}{2}", True),
+        ("\\boxed{1/2}", "\\frac{1}{2}", True),
+        ("\\boxed{\\dfrac12}", "\\frac{1}{2}", True),
+        ("\\boxed{-\\frac{7}{2}}", "-3.5", True),
+        ("\\boxed{\\sqrt{12}}", "2\\sqrt{3}", True),
+        ("\\boxed{(x+1)^2}", "x^2+2x+1", True),
+        ("\\boxed{\\frac{\\pi}{2}}", "\\pi/2", True),
+        ("\\boxed{\\frac{5}{\\frac{1}{5}}}", "25", True),  # nested braces
+        ("\\boxed{x = 5}", "5", True),
+        ("\\boxed{\\text{25}}", "25", True),
+        # wrong
+        ("\\boxed{24}", "25", False),
+        ("\\boxed{-25}", "25", False),
+        ("\\boxed{2.5}", "25", False),
+        ("\\boxed{\\sqrt{13}}", "2\\sqrt{3}", False),
+        ("\\boxed{x}", "25", False),
+        ("\\boxed{25} no wait, \\boxed{26}", "25", False),  # the last boxed answer counts
+        ("\\boxed{\\frac{1}{3}}", "0.3", False),
+        ("\\boxed{(x-1)^2}", "x^2+2x+1", False),
+        # malformed
+        ("25", "25", False),  # no boxed answer (number_fallback is off)
+        ("\\boxed{25", "25", False),  # unclosed
+        ("\\boxed{}", "25", False),
+        ("\\boxed{   }", "25", False),
+        ("boxed{25}", "25", False),
+        ("\\boxed25", "25", False),
+        ("", "25", False),
+        # adversarial
+        ("\\boxed{26} then \\boxed{25", "25", False),  # a truncated last box falls back to the earlier one
+        ("\\boxed{25} then \\boxed{", "25", True),
+        ("\\boxed{25}}}}", "25", True),
+        ("\\boxed{__import__('os').system('echo hi')}", "25", False),
+        ("\\boxed{\\boxed{25}}", "25", True),
+        ("\u00e9\u6f22\u5b57\U0001f600 \\boxed{25} \U0001f600", "25", True),
+        ("\\boxed{\u0662\u0665}", "25", False),  # Arabic-Indic digits
+        ("\\boxed{" + "1" * (MAX_ANSWER_CHARS + 1) + "}", "25", False),  # over the length cap: never parsed
+    ],
+)
+def test_verifier_table(task, completion, gold, correct):
+    score = task.score(completion, {"problem": "p", "answer": gold})
+    assert score == Score(1.0 if correct else 0.0, correct)
+
+
+def test_score_works_on_a_plain_dict_with_numbers(task):
+    assert task.score("\\boxed{7}", {"problem": "3+4", "answer": 7}).correct
+    with pytest.raises(ValueError, match="'answer'"):
+        task.score("\\boxed{7}", {"problem": "3+4"})
+    with pytest.raises(ValueError, match="must be a dict"):
+        task.score("\\boxed{7}", ["3+4", "7"])
+
+
+def test_require_think_close():
+    task = MathTask(train_size=1, test_size=1, require_think_close=True)
+    example = {"problem": "p", "answer": "25"}
+    assert task.score("<think>so \\boxed{24}</think> \\boxed{25}", example).correct
+    assert not task.score("<think>\\boxed{25}", example).correct  # still thinking: no answer
+    assert not task.score("\\boxed{25}</think> I give up", example).correct  # the answer must follow </think>
+    assert not task.score("\\boxed{25}", example).correct
+
+
+@pytest.mark.parametrize(
+    ("completion", "correct"),
+    [("The answer is 25.", True), ("5 + 20 = 25", True), ("x = -25", False), ("25 or 26", False), ("none", False)],
+)
+def test_number_fallback(completion, correct):
+    task = MathTask(train_size=1, test_size=1, number_fallback=True)
+    assert task.score(completion, {"problem": "p", "answer": "25"}).correct is correct
+    assert task.score("\\boxed{25} then 26", {"problem": "p", "answer": "25"}).correct  # boxed comes first
+
+
+def test_megabyte_completions_are_fast(task):
+    example = {"problem": "p", "answer": "25"}
+    filler = "x" * 1_000_000
+    cases = {
+        filler: False,
+        filler + "\\boxed{25}": True,
+        "\\boxed{" * 200_000: False,
+        "\\boxed{25}" + "}" * 1_000_000: True,
+        "\\boxed{" + filler + "}": False,
+        "{" * 1_000_000 + "\\boxed{25}": True,
+    }
+    start = time.perf_counter()
+    for completion, correct in cases.items():
+        assert len(completion) >= 1_000_000
+        assert task.score(completion, example).correct is correct
+    assert (time.perf_counter() - start) / len(cases) < 0.05
+
+
+def test_a_slow_check_times_out_and_is_counted_off_the_main_thread():
+    task = MathTask(train_size=1, test_size=1, timeout_seconds=0.5)
+    task.checker.start()
+    try:
+        results = []
+
+        def work():
+            start = time.perf_counter()
+            score = task.score("\\boxed{9^{9^{9^{9}}}}", {"problem": "p", "answer": "25"})  # a huge integer power
+            results.append((score, time.perf_counter() - start))
+            results.append(task.score("\\boxed{5^2}", {"problem": "p", "answer": "25"}))  # the spare worker serves
+
+        thread = threading.Thread(target=work)
+        thread.start()
+        thread.join(timeout=30)
+        (score, seconds), after = results
+        assert score == Score(0.0, False) and seconds < 2.0
+        assert task.timeouts == 1 and after.correct
+    finally:
+        task.checker.close()
+
+
+def test_verdicts_are_memoised(task):
+    checks = task.checker.checks
+    for _ in range(8):  # K identical answers of a group
+        assert task.score("\\boxed{\\sqrt{16}}", {"problem": "p", "answer": "4"}).correct
+    assert task.checker.checks == checks + 1
+
+
+def test_task_pickles_without_its_processes(task):
+    clone = pickle.loads(pickle.dumps(task))
+    assert clone.checker.timeout_seconds == task.checker.timeout_seconds
+    assert clone.score("\\boxed{2^3}", {"problem": "p", "answer": "8"}).correct
+    clone.checker.close()
+
+
+# ---------------------------------------------------------------- extraction and the fast path
+
+
+def test_last_boxed_and_last_number():
+    assert last_boxed("\\boxed{a} \\boxed{\\frac{1}{2}}") == "\\frac{1}{2}"
+    assert last_boxed("\\boxed{a{b}c}") == "a{b}c"
+    assert last_boxed("no box") is None
+    with pytest.raises(AnswerTooLong):
+        last_boxed("\\boxed{" + "x" * 2000 + "}")
+    assert last_number("the total is 1,234.") == "1234"
+    assert last_number("pairs 1,2,3") == "3"
+    assert last_number("x = -3.5") == "-3.5"
+    assert last_number("8 - 3") == "3"
+    assert last_number("nothing") is None
+    assert extract_answer("12 then \\boxed{7}", number_fallback=True) == "7"
+
+
+@pytest.mark.parametrize(
+    ("gold", "answer", "verdict"),
+    [
+        ("25", "25", True),
+        ("25", " 25. ", True),
+        ("25", "$25$", True),
+        ("25", "{25}", True),
+        ("\\frac{1}{2}", "\\dfrac{1}{2}", True),
+        ("\\frac{1}{2}", "0.5", True),
+        ("\\frac{1}{2}", "2/4", True),
+        ("-3", "\\frac{-6}{2}", True),
+        ("3", "4", False),
+        ("\\frac{1}{2}", "\\frac{1}{3}", False),
+        ("1/3", "0.333333", None),  # rounding is math-verify's call
+        ("25", "5^2", None),
+        ("25", "", False),
+        ("1/0", "1/0", True),
+        ("2", "4/0", None),
+    ],
+)
+def test_fast_path(gold, answer, verdict):
+    assert fast_equivalence(gold, answer) is verdict
+
+
+def test_exact_number():
+    assert exact_number("-\\frac{7}{2}") == (Fraction(-7, 2), False)
+    assert exact_number("2.50") == (Fraction(5, 2), True)
+    assert exact_number("1,000") is None  # a thousands separator or a pair: math-verify decides
+    assert exact_number("x") is None
+
+
+# ---------------------------------------------------------------- fuzz
+
+
+def _oracle_value(text: str) -> Fraction | None:
+    """An independent exact value of a + - * / ^ expression over decimals, or None if it is anything else."""
+    expr = text.replace("{", "(").replace("}", ")").replace("^", "**").strip()
+    if not expr or any(c not in "0123456789.+-*/() " for c in expr):
+        return None
+    try:
+        tree = ast.parse(expr, mode="eval").body
+    except SyntaxError:
+        return None
+
+    def value(node):
+        if isinstance(node, ast.Constant) and isinstance(node.value, int | float):
+            return Fraction(ast.get_source_segment(expr, node))
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
+            inner = value(node.operand)
+            return -inner if isinstance(node.op, ast.USub) else inner
+        if isinstance(node, ast.BinOp):
+            left, right = value(node.left), value(node.right)
+            if isinstance(node.op, ast.Add):
+                return left + right
+            if isinstance(node.op, ast.Sub):
+                return left - right
+            if isinstance(node.op, ast.Mult):
+                return left * right
+            if isinstance(node.op, ast.Div):
+                return left / right
+            if isinstance(node.op, ast.Pow) and right.denominator == 1 and abs(right) <= 8 and abs(left) < 10**6:
+                return left**right
+        raise ValueError("outside the oracle's grammar")
+
+    try:
+        return value(tree)
+    except (ValueError, ZeroDivisionError, TypeError):
+        return None
+
+
+def _oracle_box(text: str) -> str | None:
+    """The last closed \\boxed{...} (spaces before the brace allowed, nested braces balanced), from the end."""
+    for match in reversed(list(re.finditer(r"\\boxed *\{", text))):
+        depth, begin = 0, match.end() - 1
+        for index in range(begin, len(text)):
+            depth += {"{": 1, "}": -1}.get(text[index], 0)
+            if depth == 0:
+                return text[begin + 1 : index]
+    return None
+
+
+def _timed_score(task, completion, example):
+    start = time.perf_counter()
+    score = task.score(completion, example)
+    elapsed = time.perf_counter() - start
+    assert elapsed < FUZZ_TIMEOUT + 0.1, f"{elapsed:.3f} s for {completion!r}"
+    return score
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.text(max_size=200))
+def test_random_text_never_raises_and_is_bounded(fuzz_task, text):
+    example = {"problem": "p", "answer": "\\frac{3}{4}"}
+    for completion in (text, f"\\boxed{{{text}}}", f"\\boxed{{{text}"):
+        score = _timed_score(fuzz_task, completion, example)
+        assert score.reward in (0.0, 1.0) and score.correct is (score.reward == 1.0)
+
+
+FUZZ_PROBLEMS = generate_problems(24, seed=5, max_number=30)
+
+
+@settings(max_examples=250, deadline=None)
+@given(
+    st.sampled_from(FUZZ_PROBLEMS),
+    st.lists(
+        st.tuples(
+            st.sampled_from(["insert", "delete", "replace"]),
+            st.integers(0, 40),
+            st.sampled_from(list("0123456789+-*/^.{} x") + ["\\boxed{", "\\frac", "}"]),
+        ),
+        max_size=4,
+    ),
+)
+def test_mutated_answers_are_verified_soundly(fuzz_task, problem, edits):
+    completion = fuzz_task.solution(problem)
+    for kind, position, chunk in edits:
+        position = min(position, len(completion))
+        if kind == "insert":
+            completion = completion[:position] + chunk + completion[position:]
+        elif kind == "delete":
+            completion = completion[:position] + completion[position + 1 :]
+        else:
+            completion = completion[:position] + chunk + completion[position + 1 :]
+    score = _timed_score(fuzz_task, completion, problem)
+    assert score.correct is (score.reward == 1.0)
+    if score.correct:  # a correct verdict must be true wherever an independent exact evaluation can tell
+        boxed = _oracle_box(completion)
+        assert boxed is not None, completion
+        value = _oracle_value(boxed)
+        assert value is None or value == Fraction(problem["answer"]), completion
+
+
+# ---------------------------------------------------------------- generator
+
+
+def test_generator_is_deterministic_distinct_and_correct(task):
+    assert generate_problems(30, seed=1) == generate_problems(30, seed=1)
+    train, test = task.examples("train"), task.examples("test")
+    assert len(train) == 64 and len(test) == 16
+    assert not {e["problem"] for e in train} & {e["problem"] for e in test}
+    assert len({e["problem"] for e in train}) == 64
+    for example in train + test:
+        assert example["kind"] in KINDS
+        assert task.score(task.solution(example), example) == Score(1.0, True)
+    warm = task.warmstart_examples(50, seed=9)
+    assert not {e["problem"] for e in warm} & {e["problem"] for e in train + test}
+
+
+def test_generator_kinds_and_answers():
+    rows = generate_problems(200, seed=2, kinds=("linear",), max_number=9)
+    assert {r["kind"] for r in rows} == {"linear"}
+    for row in rows:
+        a, rest = row["expr"].split("x")
+        op, b, c = rest[0], int(rest[1:].split("=")[0]), int(rest.split("=")[1])
+        x = int(row["answer"])
+        assert int(a) * x + (b if op == "+" else -b) == c and abs(x) <= 9
+    mixed = generate_problems(100, seed=2, kinds=("mixed",))
+    for row in mixed:
+        assert Fraction(row["answer"]) == _oracle_value(row["expr"])
+        assert row["steps"].endswith("=") and row["steps"].count(";") == 1
+    with pytest.raises(ValueError, match="Could only generate"):
+        generate_problems(50, seed=0, kinds=("add",), max_number=3)
+    with pytest.raises(ValueError, match="kinds"):
+        MathTask(kinds=("division",))
+
+
+# ---------------------------------------------------------------- prompts
+
+
+def test_prompt_templates():
+    example = {"problem": "Compute 12+7*3.", "expr": "12+7*3", "answer": "33"}
+    assert MathTask(template="compact").prompt(example) == "12+7*3:"
+    assert MathTask(template="compact").prompt({"problem": "What is 2+2?", "answer": "4"}) == "What is 2+2?:"
+    text = MathTask(template="text").prompt(example)
+    assert text.startswith("Problem: Compute 12+7*3.\n") and INSTRUCTION in text and text.endswith("Solution:")
+    chat = MathTask(template="chat").prompt(example)
+    assert chat == [{"role": "user", "content": f"Compute 12+7*3.\n{INSTRUCTION}"}]
+    assert INSTRUCTION == "Please reason step by step, and put your final answer within \\boxed{}."
+    assert MathTask().solution({"problem": "p", "answer": "\\frac{1}{2}"}) == "\\boxed{\\frac{1}{2}}"
+    with pytest.raises(ValueError, match="text, chat, compact"):
+        MathTask(template="fancy")
+
+
+# ---------------------------------------------------------------- files, datasets and evaluation splits
+
+
+def _write_jsonl(path, rows, garbage_line=True):
+    lines = [json.dumps(r) for r in rows]
+    if garbage_line:
+        lines.insert(1, "{not json")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return str(path)
+
+
+def test_jsonl_rows_with_custom_fields_and_broken_rows(tmp_path):
+    rows = [
+        {"question": "1+1?", "final": "2"},
+        {"question": "", "final": "3"},
+        {"question": "2+2?"},
+        {"question": "3+3?", "final": 6},
+        {"question": "4+4?", "final": "   "},
+    ]
+    path = _write_jsonl(tmp_path / "train.jsonl", rows)
+    task = MathTask(train_file=path, train_size=None, problem_field="question", answer_field="final", test_size=4)
+    with pytest.warns(UserWarning, match=r"Skipped 4 math rows .*first row indices: \[1, 2, 3, 5\]"):
+        train = task.examples("train")
+    assert [(e["id"], e["problem"], e["answer"]) for e in train] == [(0, "1+1?", "2"), (1, "3+3?", "6")]
+    assert task.score("\\boxed{6}", train[1]).correct
+    assert len(task.examples("test")) == 4  # generated
+
+
+def test_math_rows_with_answers_boxed_in_solutions_and_case_insensitive_fields(tmp_path):
+    rows = [
+        {"Problem": "Half of 1?", "Solution": "It is $\\boxed{\\frac{1}{2}}$."},
+        {"Problem": "No box", "Solution": "The answer is 3."},
+    ]
+    path = _write_jsonl(tmp_path / "math.jsonl", rows)
+    task = MathTask(test_file=path, test_size=None, answer_field="solution", answer_from_solution=True)
+    with pytest.warns(UserWarning, match="Skipped 2 math rows"):
+        test = task.examples("test")
+    assert [(e["problem"], e["answer"]) for e in test] == [("Half of 1?", "\\frac{1}{2}")]
+    assert task.score("\\boxed{0.5}", test[0]).correct
+
+
+def test_parquet_and_shared_file(tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    table = pa.table({"problem": [f"{i}+1?" for i in range(10)], "answer": [str(i + 1) for i in range(10)]})
+    path = str(tmp_path / "rows.parquet")
+    pq.write_table(table, path)
+    task = MathTask(train_file=path, test_file=path, train_size=6, test_size=3)
+    assert [e["answer"] for e in task.examples("train")] == ["1", "2", "3", "4", "5", "6"]
+    assert [e["answer"] for e in task.examples("test")] == ["7", "8", "9"]
+
+
+def test_all_broken_rows_and_missing_files_are_clear_errors(tmp_path):
+    path = _write_jsonl(tmp_path / "bad.jsonl", [{"problem": "x"}, {"answer": "1"}])
+    with pytest.raises(ValueError, match="no valid math rows.*problem_field/answer_field"):
+        MathTask(train_file=path).examples("train")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        MathTask(train_file=str(tmp_path / "nope.jsonl")).examples("train")
+    with pytest.raises(ValueError, match="train_size may be null only with a train_file"):
+        MathTask(train_size=None)
+
+
+def test_named_test_sets_become_eval_splits(tmp_path):
+    rows = [{"problem": "a", "answer": "1"}, {"problem": "b", "answer": "2"}]
+    aime = _write_jsonl(tmp_path / "aime.jsonl", rows, garbage_line=False)
+    amc = _write_jsonl(tmp_path / "amc.jsonl", [{"problem": "c", "answer": "3"}], garbage_line=False)
+    task = MathTask(train_size=8, test_size=4, test_files={"aime24": aime, "amc23": amc})
+    assert task.splits == ("train", "test", "aime24", "amc23")
+    assert task.eval_splits == ("aime24", "amc23")  # no generated "test" split beside real benchmarks
+    assert [e["answer"] for e in task.examples("aime24")] == ["1", "2"]
+    assert [e["id"] for e in task.examples("amc23")] == [0]
+    with_test = MathTask(train_size=8, test_file=amc, test_size=None, test_files={"aime24": aime})
+    assert with_test.eval_splits == ("test", "aime24")
+    assert MathTask().eval_splits == ("test",) and CountdownTask().eval_splits == ("test",)
+    for bad in ("train", "test", "a b", ""):
+        with pytest.raises(ValueError, match="Test set name"):
+            MathTask(test_files={bad: aime})
+
+
+def test_dataset_names(monkeypatch):
+    calls = []
+
+    def load_dataset(name, split):
+        calls.append((name, split))
+        return [{"problem": "1+1", "answer": "2"}]
+
+    monkeypatch.setitem(sys.modules, "datasets", types.SimpleNamespace(load_dataset=load_dataset))
+    task = MathTask(
+        train_file="agentica-org/DeepScaleR-Preview-Dataset",
+        train_size=None,
+        test_files={"math500": "HuggingFaceH4/MATH-500:test"},
+    )
+    assert len(task.examples("train")) == 1 and len(task.examples("math500")) == 1
+    assert calls == [("agentica-org/DeepScaleR-Preview-Dataset", "train"), ("HuggingFaceH4/MATH-500", "test")]
+    monkeypatch.setitem(sys.modules, "datasets", None)
+    with pytest.raises(ImportError, match="`datasets` package is not installed"):
+        MathTask(train_file="agentica-org/DeepScaleR-Preview-Dataset").examples("train")
+
+
+def test_registry_and_missing_math_verify(monkeypatch):
+    assert TASKS["math"] is MathTask and isinstance(build_task("math", test_size=2), MathTask)
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None if name == "math_verify" else real(name))
+    with pytest.raises(ImportError, match="pip install math-verify"):
+        MathTask()
