@@ -1,6 +1,7 @@
 """The sampler race: its statistics by hand, and a miniature race end to end (runs, resume, report)."""
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -109,5 +110,15 @@ def test_a_miniature_race_runs_resumes_and_reports(tmp_path):
     assert before["main__insight__seed0"] == before["main__uniform__seed0"]
     again = subprocess.run(command, cwd=ROOT, env=subprocess_env(), capture_output=True, text=True, timeout=300)
     assert again.returncode == 0 and "resuming: 4 runs already finished" in again.stdout
+    # an interrupted run (no result yet, a partial events file left behind) is rerun from a clean log folder
+    (tmp_path / "results" / "main__uniform__seed1.json").unlink()
+    stale_dir = tmp_path / "runs" / "main__uniform__seed1" / "version_0"
+    (stale_file,) = stale_dir.glob("events.*")
+    shutil.copy(stale_file, stale_dir / "events.out.tfevents.0.interrupted")
+    rerun = subprocess.run(command, cwd=ROOT, env=subprocess_env(), capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0 and "resuming: 3 runs already finished" in rerun.stdout
+    assert len(list(stale_dir.glob("events.*"))) == 1
+    rerun_record = json.loads((tmp_path / "results" / "main__uniform__seed1.json").read_text())
+    assert [step for step, _ in rerun_record["accuracy"]] == [0, 2]
     other = subprocess.run([*command, "--seeds", "3"], cwd=ROOT, env=subprocess_env(), capture_output=True, text=True)
     assert other.returncode != 0 and "holds a race with other settings" in other.stderr

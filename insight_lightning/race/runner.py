@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import threading
@@ -89,6 +90,8 @@ def execute(settings: RaceSettings, run: RunSpec, start: Path | None, out: Path,
     if result_file.is_file():
         return
     log_root = out / "runs"
+    # An interrupted attempt may have left events in this run's log folder; the rerun must not read them back.
+    shutil.rmtree(log_root / run.name, ignore_errors=True)
     started = time.perf_counter()
     proc = subprocess.Popen(
         cli_command(run_args(settings, run, start, log_root)),
