@@ -11,7 +11,16 @@ import torch
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-__all__ = ["completion_logprobs", "entropy_from_logits", "sequence_logprobs"]
+__all__ = [
+    "SCORED_LOGPROBS_METHOD",
+    "completion_logprobs",
+    "entropy_from_logits",
+    "scored_logprobs",
+    "sequence_logprobs",
+]
+
+# Name under which insight_lightning.fsdp registers scored_logprobs on a sharded model as an FSDP2 forward method.
+SCORED_LOGPROBS_METHOD = "scored_logprobs"
 
 
 def entropy_from_logits(logits: Tensor) -> Tensor:
@@ -100,9 +109,28 @@ def sequence_logprobs(
     #   position 0 has no preceding context and is never scored.
     # returns logp [B, L] float32: log p(input_ids[b, t] | input_ids[b, :t]) at scored (b, t), 0 elsewhere;
     #   entropy [B, L] float32 of the distribution at that step (with grad), or None.
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    # Under FSDP2 the same function is registered on the root unit as a forward method (insight_lightning.fsdp),
+    # so that the root's weights are gathered and its gradients reduced around it.
+    method = getattr(base, SCORED_LOGPROBS_METHOD, None)
+    if method is not None:
+        return method(input_ids, attention_mask, completion_mask, temperature, chunk_size, with_entropy)
+    return scored_logprobs(base, input_ids, attention_mask, completion_mask, temperature, chunk_size, with_entropy)
+
+
+def scored_logprobs(
+    model: nn.Module,
+    input_ids: Tensor,
+    attention_mask: Tensor,
+    completion_mask: Tensor,
+    temperature: float,
+    chunk_size: int,
+    with_entropy: bool,
+) -> tuple[Tensor, Tensor | None]:
+    """sequence_logprobs on a Hugging Face causal LM (not peft-wrapped; its injected LoRA layers still apply)."""
     # Position ids count only attended tokens, so a left-padded row scores exactly like the same row unpadded.
     # The decoder backbone and the head are called directly (not the root forward): logits exist only for the
-    # scored positions, chunk by chunk. Any LoRA layers peft injected inside them still apply.
+    # scored positions, chunk by chunk.
     decoder, head = _decoder_and_head(model)
     position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)  # [B, L]
     hidden = decoder(

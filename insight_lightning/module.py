@@ -11,9 +11,11 @@ from dataclasses import asdict, dataclass
 import lightning as L
 import torch
 from torch import Tensor
+from torch.distributed.tensor import DTensor
 
 from insight_lightning.config import GRPOConfig, LoggingConfig, OptimizerConfig, RolloutConfig, ValidationConfig
 from insight_lightning.data import PromptBatch
+from insight_lightning.fsdp import gradient_sync, is_sharded, shard_policy, unsharded_for_generation
 from insight_lightning.grpo import (
     LOSS_AGGREGATIONS,
     aggregate_loss,
@@ -120,6 +122,20 @@ class GRPOModule(L.LightningModule):
         eos_ids = eos if isinstance(eos, list) else [eos if eos is not None else tokenizer.eos_token_id]
         self.engine = HFGenerateEngine(eos_ids, tokenizer.pad_token_id, cache=self.rollout.cache)
 
+    def configure_model(self) -> None:
+        # Under ModelParallelStrategy (FSDP2) Lightning hands the module a device mesh: shard the policy over its
+        # data-parallel dimension. Other strategies have no mesh and leave the policy as it is.
+        mesh = self._device_mesh
+        if mesh is None or is_sharded(self.policy):
+            return
+        if mesh.size() != mesh["data_parallel"].size():
+            raise ValueError(
+                "ModelParallelStrategy: only data parallelism (FSDP2) is supported; set tensor_parallel_size: 1"
+            )
+        if self.rollout.cache == "static":
+            raise ValueError("rollout.cache=static is not supported with FSDP2 (ModelParallelStrategy); use dynamic")
+        shard_policy(self.policy, mesh["data_parallel"])
+
     def _target_device(self) -> torch.device:
         return self.trainer.strategy.root_device if self._trainer is not None else torch.device("cpu")
 
@@ -191,10 +207,11 @@ class GRPOModule(L.LightningModule):
         prompt_ids = prompt_ids.repeat_interleave(n, dim=0)  # [b*n, P]
         prompt_mask = prompt_mask.repeat_interleave(n, dim=0)
         chunk = self.rollout.batch_size or prompt_ids.shape[0]
-        parts = [
-            self.engine.generate(self.policy, prompt_ids[i : i + chunk], prompt_mask[i : i + chunk], params)
-            for i in range(0, prompt_ids.shape[0], chunk)
-        ]
+        with unsharded_for_generation(self.policy):
+            parts = [
+                self.engine.generate(self.policy, prompt_ids[i : i + chunk], prompt_mask[i : i + chunk], params)
+                for i in range(0, prompt_ids.shape[0], chunk)
+            ]
         rollout = concat_rollouts(parts, self.tokenizer.pad_token_id)
         completions = self.tokenizer.batch_decode(rollout.completion_ids, skip_special_tokens=True)
         return rollout, completions
@@ -320,7 +337,8 @@ class GRPOModule(L.LightningModule):
                 for micro in starts:
                     mb = slice(micro, min(micro + cfg.micro_batch_size, rows.stop))
                     # Gradients are all-reduced across ranks only on the last micro-batch of an update.
-                    with opt.toggle_model(sync_grad=micro == starts[-1]):
+                    last = micro == starts[-1]
+                    with opt.toggle_model(sync_grad=last), gradient_sync(self.policy, last):
                         sums[:5] += self._backward_micro_batch(
                             input_ids[mb],
                             attention[mb],
@@ -330,7 +348,8 @@ class GRPOModule(L.LightningModule):
                             normalizer,
                         )
                 if cfg.max_grad_norm > 0:
-                    sums[5] += torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm).double()
+                    norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+                    sums[5] += (norm.full_tensor() if isinstance(norm, DTensor) else norm).double()
                 updates_done += 1
                 if updates_done == total_updates:
                     opt.step()  # counted by Lightning: trainer.global_step is the number of RL steps
@@ -469,25 +488,43 @@ class GRPOModule(L.LightningModule):
         return {name for name, p in self.named_parameters() if p.requires_grad}
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        keep = self._persisted_keys()
-        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in keep}
+        state = checkpoint["state_dict"]
+        # A sharded (distributed) FSDP2 checkpoint keeps every weight: its loader asks for the model's full key set.
+        if not any(isinstance(v, DTensor) for v in state.values()):
+            keep = self._persisted_keys()
+            state = checkpoint["state_dict"] = {k: v for k, v in state.items() if k in keep}
         checkpoint["insight_lightning"] = {
-            "rng": capture_rng_state(),
+            "rng_per_rank": self._rng_states_of_all_ranks(),
             "policy": asdict(self.policy_config),
             "rollouts_generated": self.rollouts_generated,
+            "weights": sorted(state),
         }
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        missing = sorted(self._persisted_keys() - set(checkpoint.get("state_dict", {})))
+        extra = checkpoint.get("insight_lightning", {})
+        # FSDP2 loads the weights itself and hands this hook the checkpoint without them: use the saved key list.
+        saved = checkpoint["state_dict"] if "state_dict" in checkpoint else extra.get("weights", [])
+        missing = sorted(self._persisted_keys() - set(saved))
         if missing:
             raise ValueError(
                 f"The checkpoint lacks {len(missing)} weights this policy trains (e.g. {missing[0]}): it was written "
                 "for a different model or adapter configuration."
             )
-        extra = checkpoint.get("insight_lightning", {})
-        if "rng" in extra:
-            restore_rng_state(extra["rng"])
+        per_rank = extra.get("rng_per_rank") or [extra.get("rng")]
+        # Ranks sample different prompts, so their generators drift apart (a rank whose sequences end early draws
+        # fewer tokens): each rank restores its own stream; with a different number of ranks, rank 0's.
+        world_size = self.trainer.world_size if self._trainer is not None else 1
+        restore_rng_state(per_rank[self.global_rank] if len(per_rank) == world_size else per_rank[0])
         self.rollouts_generated = int(extra.get("rollouts_generated", 0))
+
+    def _rng_states_of_all_ranks(self) -> list[dict]:
+        """Every rank's generator states, in rank order (Lightning dumps checkpoints on all ranks, rank 0 writes)."""
+        state = capture_rng_state()
+        if self._trainer is None or self.trainer.world_size == 1 or not torch.distributed.is_initialized():
+            return [state]
+        states: list[dict | None] = [None] * self.trainer.world_size
+        torch.distributed.all_gather_object(states, state)
+        return states
 
     # ----------------------------------------------------------------------------------------------- logging
     def _log_metrics(self, metrics: dict[str, Tensor]) -> None:

@@ -4,6 +4,12 @@ import os
 
 import lightning as L
 import torch
+from torch.distributed.tensor import DTensor
+
+
+def _full(tensor: torch.Tensor) -> torch.Tensor:
+    """The whole tensor of a (FSDP2-sharded) DTensor; a plain tensor as it is."""
+    return tensor.full_tensor() if isinstance(tensor, DTensor) else tensor
 
 
 class SelectionProbe(L.Callback):
@@ -18,7 +24,7 @@ class SelectionProbe(L.Callback):
 
     def on_train_end(self, trainer, pl_module) -> None:
         posterior = trainer.datamodule.selector.posterior
-        weights = {n: p.detach().cpu().clone() for n, p in pl_module.named_parameters() if p.requires_grad}
+        weights = {n: _full(p).detach().cpu().clone() for n, p in pl_module.named_parameters() if p.requires_grad}
         os.makedirs(self.out_dir, exist_ok=True)
         torch.save(
             {
@@ -27,6 +33,7 @@ class SelectionProbe(L.Callback):
                 "beta": posterior.beta.cpu(),
                 "weights": weights,
                 "global_step": trainer.global_step,
+                "sharded": any(isinstance(p, DTensor) for p in pl_module.parameters()),
             },
             os.path.join(self.out_dir, f"rank{trainer.global_rank}.pt"),
         )

@@ -33,6 +33,11 @@ REQUIRED_TAGS = {
 }
 
 
+# Completions long enough to close the answer tag, and an entropy bonus: every step moves the adapter even when all
+# of a group's rewards tie, so comparing weights checks something.
+SIGNAL = ["--model.rollout.max_new_tokens=40", "--model.grpo.entropy_coef=0.01"]
+
+
 def probe_args(out_dir: Path) -> list[str]:
     return ["--trainer.callbacks+=selection_probe.SelectionProbe", f"--trainer.callbacks.init_args.out_dir={out_dir}"]
 
@@ -69,14 +74,16 @@ def test_fit_trains_the_adapter_and_writes_tensorboard(tiny_fit_args, tmp_path):
 @pytest.mark.parametrize("sampler", ["insight", "mopps"])
 def test_resume_restores_weights_optimizer_and_selection_exactly(tiny_fit_args, tmp_path, sampler):
     full_dir, resumed_dir = tmp_path / "full", tmp_path / "resumed"
-    main(tiny_fit_args(4, *probe_args(full_dir), f"--data.sampler={sampler}"))
+    main(tiny_fit_args(4, *probe_args(full_dir), *SIGNAL, f"--data.sampler={sampler}"))
     checkpoint = tmp_path / "ckpt" / "epoch=0-step=2.ckpt"
     assert checkpoint.is_file()
-    main(tiny_fit_args(4, *probe_args(resumed_dir), f"--data.sampler={sampler}", "--ckpt_path", str(checkpoint)))
+    resume = ["--ckpt_path", str(checkpoint)]
+    main(tiny_fit_args(4, *probe_args(resumed_dir), *SIGNAL, f"--data.sampler={sampler}", *resume))
     full, resumed = torch.load(full_dir / "rank0.pt"), torch.load(resumed_dir / "rank0.pt")
     assert resumed["global_step"] == full["global_step"] == 4
     assert resumed["selections"] == full["selections"][2:]
     assert torch.equal(resumed["alpha"], full["alpha"]) and torch.equal(resumed["beta"], full["beta"])
+    assert any(w.abs().sum() > 0 for n, w in full["weights"].items() if "lora_B" in n)  # the weights did move
     for name, weight in full["weights"].items():
         assert torch.equal(resumed["weights"][name], weight), name
 
@@ -92,11 +99,12 @@ def test_checkpoint_holds_adapter_and_selection_state(tiny_fit_args, tmp_path):
     assert [e.step for e in events(tmp_path / "runs").Scalars("val/accuracy")] == [0, 2]
 
 
-def test_ddp_two_processes_keep_identical_beliefs_and_weights(tiny_fit_args, tmp_path):
-    probe = tmp_path / "probe"
-    args = tiny_fit_args(
-        3, *probe_args(probe), "--trainer.strategy", "ddp", "--trainer.devices", "2", "--trainer.accelerator", "cpu"
-    )
+FSDP2 = ["--config", str(ROOT / "configs" / "strategies" / "fsdp2.yaml")]  # the snippet users add
+DDP = ["--trainer.strategy=ddp"]
+
+
+def run_cli(args: list[str]) -> None:
+    """The CLI in a subprocess: DDP and ModelParallelStrategy relaunch sys.argv for their other ranks."""
     result = subprocess.run(
         [sys.executable, "-m", "insight_lightning", *args],
         cwd=ROOT,
@@ -106,13 +114,53 @@ def test_ddp_two_processes_keep_identical_beliefs_and_weights(tiny_fit_args, tmp
         timeout=600,
     )
     assert result.returncode == 0, result.stderr[-4000:]
-    rank0, rank1 = torch.load(probe / "rank0.pt"), torch.load(probe / "rank1.pt")
-    assert rank0["selections"] == rank1["selections"] and len(rank0["selections"]) == 3
-    assert torch.equal(rank0["alpha"], rank1["alpha"]) and torch.equal(rank0["beta"], rank1["beta"])
-    # both ranks' outcomes reached the beliefs: M=8 prompts (4 per rank) x K=4 per step
-    assert (rank0["alpha"] + rank0["beta"]).sum().item() == 64 * 2 + 3 * 8 * 4
-    for name, weight in rank0["weights"].items():
-        assert torch.equal(rank1["weights"][name], weight), name
+
+
+def test_ddp_and_fsdp2_on_two_processes_agree_and_resume_exactly(tiny_fit_args, tmp_path):
+    probes = {}
+    for name, strategy in (("ddp", DDP), ("fsdp2", FSDP2)):
+        common = [
+            *SIGNAL,
+            *strategy,
+            "--trainer.devices=2",
+            "--trainer.accelerator=cpu",
+            "--model.grpo.micro_batch_size=4",
+            "--model.grpo.kl_coef=0.01",
+        ]
+        full, resumed = tmp_path / name / "full", tmp_path / name / "resumed"
+        # each run checkpoints into its own folder (set before the probe callback is appended)
+        run_cli(tiny_fit_args(3, f"--trainer.callbacks.init_args.dirpath={full}", *probe_args(full), *common))
+        resume_from = f"--ckpt_path={full}/epoch=0-step=2.ckpt"
+        run_cli(
+            tiny_fit_args(
+                3, f"--trainer.callbacks.init_args.dirpath={resumed}", *probe_args(resumed), *common, resume_from
+            )
+        )
+        probes[name] = {
+            run: [torch.load(tmp_path / name / run / f"rank{r}.pt") for r in (0, 1)] for run in ("full", "resumed")
+        }
+    for name, runs in probes.items():
+        rank0, rank1 = runs["full"]
+        assert rank0["sharded"] == (name == "fsdp2")
+        # every rank selects the same prompts and holds the same beliefs and weights
+        assert rank0["selections"] == rank1["selections"] and len(rank0["selections"]) == 3
+        assert torch.equal(rank0["alpha"], rank1["alpha"]) and torch.equal(rank0["beta"], rank1["beta"])
+        # both ranks' outcomes reached the beliefs: M=8 prompts (4 per rank) x K=4 per step
+        assert (rank0["alpha"] + rank0["beta"]).sum().item() == 64 * 2 + 3 * 8 * 4
+        assert any(w.abs().sum() > 0 for n, w in rank0["weights"].items() if "lora_B" in n)
+        for weight_name, weight in rank0["weights"].items():
+            assert torch.equal(rank1["weights"][weight_name], weight), weight_name
+        # resumed after step 2 on both ranks: the same last step, beliefs and weights as the uninterrupted run
+        for full, resumed in zip(runs["full"], runs["resumed"]):
+            assert resumed["selections"] == full["selections"][2:]
+            assert torch.equal(resumed["alpha"], full["alpha"]) and torch.equal(resumed["beta"], full["beta"])
+            for weight_name, weight in full["weights"].items():
+                assert torch.equal(resumed["weights"][weight_name], weight), (name, weight_name)
+    # sharding changes where the weights live, not the training: FSDP2 learns what DDP learns
+    ddp, fsdp = probes["ddp"]["full"][0]["weights"], probes["fsdp2"]["full"][0]["weights"]
+    assert ddp.keys() == fsdp.keys()
+    for weight_name, weight in ddp.items():
+        torch.testing.assert_close(fsdp[weight_name], weight, rtol=1e-5, atol=1e-7)
 
 
 def test_export_writes_a_merged_model_that_matches_the_trained_policy(tiny_fit_args, tmp_path):
