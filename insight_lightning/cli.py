@@ -13,6 +13,7 @@ from lightning.pytorch.cli import LightningCLI
 from insight_lightning.data import PromptDataModule
 from insight_lightning.module import GRPOModule
 from insight_lightning.policy import PolicyLoadError
+from insight_lightning.sampler_names import expand_sampler_names
 
 # The one-line docstrings under dataclass fields become the --help text of their options.
 set_parsing_settings(docstring_parse_attribute_docstrings=True)
@@ -57,7 +58,7 @@ def main(args: list[str] | None = None, run: bool = True) -> InsightCLI:
     return InsightCLI(
         GRPOModule,
         PromptDataModule,
-        args=args,
+        args=None if args is None else expand_sampler_names(args),
         run=run,
         **CLI_SETTINGS,
     )
@@ -65,6 +66,9 @@ def main(args: list[str] | None = None, run: bool = True) -> InsightCLI:
 
 def run_from_command_line(argv: list[str] | None = None) -> None:
     """Entry point: user errors end with one line on stderr (INSIGHT_LIGHTNING_TRACEBACK=1 shows the traceback)."""
+    if argv is None:
+        # rewritten in place: LightningCLI reads sys.argv, and DDP/FSDP relaunch it for the other ranks
+        sys.argv[1:] = expand_sampler_names(sys.argv[1:])
     try:
         main(argv)  # None: LightningCLI reads sys.argv itself
     except USER_ERRORS as err:

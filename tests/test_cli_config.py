@@ -128,3 +128,54 @@ def test_the_readme_task_example_registers_and_scores(tmp_path, monkeypatch):
         assert not task.score("maybe", example).correct and task.eval_splits == ("test",)
     finally:
         tasks.TASKS.pop("parity", None)
+
+
+def test_short_sampler_names_take_options_on_the_command_line(tmp_path):
+    from insight_lightning.sampler_names import expand_sampler_names
+
+    mopps, insight = "--data.sampler=samplers.mopps.MoPPSSampler", "--data.sampler=samplers.insight.InSightSampler"
+    # a flag's short name is replaced only when options follow; the options themselves are kept as given
+    assert expand_sampler_names(["fit", "--data.sampler", "mopps", "--data.sampler.target", "0.4"]) == [
+        "fit",
+        mopps,
+        "--data.sampler.target",
+        "0.4",
+    ]
+    assert expand_sampler_names(["fit", "--data.sampler=mopps"]) == ["fit", "--data.sampler=mopps"]
+    assert expand_sampler_names(["--data.sampler=mopps", "--data.sampler=uniform"]) == [
+        "--data.sampler=mopps",
+        "--data.sampler=uniform",
+    ]
+    # a name set by a config file gets its class inserted before the first option; a class given in full is kept
+    named = tmp_path / "named.yaml"
+    named.write_text("data:\n  sampler: insight\n")
+    full = tmp_path / "full.yaml"
+    full.write_text("data:\n  sampler:\n    class_path: samplers.MoPPSSampler\n")
+    assert expand_sampler_names(["-c", str(named), "--data.sampler.eta=2"]) == [
+        "-c",
+        str(named),
+        insight,
+        "--data.sampler.eta=2",
+    ]
+    assert expand_sampler_names(["-c", str(named), "-c", str(full), "--data.sampler.target=0.4"]) == [
+        "-c",
+        str(named),
+        "-c",
+        str(full),
+        "--data.sampler.target=0.4",
+    ]
+    unknown = ["--data.sampler=nope", "--data.sampler.x=1"]
+    assert expand_sampler_names(unknown) == unknown  # left for the parser's own error
+
+    result = cli(
+        "fit",
+        "--config",
+        "configs/countdown.yaml",
+        "--data.sampler=mopps",
+        "--data.sampler.target=0.4",
+        "--print_config",
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "class_path: samplers.mopps.MoPPSSampler" in result.stdout and "target: 0.4" in result.stdout
+    result = cli("fit", "--config", "configs/countdown.yaml", "--data.sampler.eta=2", "--print_config")
+    assert result.returncode == 0 and "eta: 2.0" in result.stdout
