@@ -75,9 +75,10 @@ def gradient_sync(policy: nn.Module, enabled: bool) -> Iterator[None]:
 def unsharded_for_generation(policy: nn.Module) -> Iterator[None]:
     """Hold every weight gathered while generating, then free the gathered copies.
 
-    Without this each decode step would all-gather every layer again (environment.md: 3x slower), and ranks whose
+    Without this each decode step would all-gather every layer again (about 3x slower), and ranks whose
     sequences finish after different numbers of steps would issue different numbers of collectives and hang.
-    Gathering once up front costs the same collectives on every rank; decode steps then communicate nothing.
+    Gathering once up front costs the same collectives on every rank; decode steps then communicate nothing. The
+    price: every rank holds the whole model's weights while it generates.
     """
     units = fsdp_units(policy)
     if not units:

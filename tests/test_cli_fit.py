@@ -163,6 +163,30 @@ def test_ddp_and_fsdp2_on_two_processes_agree_and_resume_exactly(tiny_fit_args, 
         torch.testing.assert_close(fsdp[weight_name], weight, rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        (
+            ["--trainer.strategy.data_parallel_size=1", "--trainer.strategy.tensor_parallel_size=2"],
+            "only data parallelism (FSDP2) is supported",
+        ),
+        (["--model.rollout.cache=static"], "rollout.cache=static is not supported with FSDP2"),
+    ],
+)
+def test_unsupported_fsdp2_settings_fail_with_one_line(tiny_fit_args, override, message):
+    args = tiny_fit_args(1, *FSDP2, "--trainer.accelerator=cpu", *override)
+    result = subprocess.run(
+        [sys.executable, "-m", "insight_lightning", *args],
+        cwd=ROOT,
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert any(line.startswith("error: ") and message in line for line in result.stderr.splitlines())
+
+
 def test_export_writes_a_merged_model_that_matches_the_trained_policy(tiny_fit_args, tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
