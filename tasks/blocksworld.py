@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
-import warnings
-
-from tasks.base import Prompt, Score, Task
+from tasks.base import Prompt, Score
 from tasks.blocksworld_plans import PLAN_CLOSE, PLAN_OPEN, format_action, parse_plan
 from tasks.blocksworld_problems import (
     MAX_PLANNED_BLOCKS,
@@ -24,7 +21,8 @@ from tasks.blocksworld_problems import (
     satisfied,
 )
 from tasks.registry import register_task
-from tasks.sources import iter_rows
+from tasks.sources import read_valid_rows
+from tasks.splits import FileOrGeneratedSplits
 
 __all__ = ["BlocksworldTask", "generate_problems", "optimal_plan", "simulate"]
 
@@ -38,7 +36,6 @@ RULES = (
     "stack X on Y: I hold X and nothing is on Y; X goes on Y."
 )
 ASK = "Write the plan between <plan> and </plan>, one action per line, in the words above (e.g. unstack b from a)."
-_MAX_REPORTED_ROWS = 5
 
 
 def simulate(state: State, goal: Goal, completion: str) -> tuple[bool, int]:
@@ -61,14 +58,8 @@ def describe(state: State, goal: Goal) -> str:
     return f"Initially my hand is empty, {', '.join(facts)}.\nMy goal is that {' and '.join(wanted) or 'nothing'}."
 
 
-def _split_seed(seed: int, split: str) -> int:
-    """A seed per split, derived from the task seed (stable across Python versions and processes)."""
-    digest = hashlib.sha256(f"blocksworld/{split}/{seed}".encode()).digest()
-    return int.from_bytes(digest[:8], "big")
-
-
 @register_task("blocksworld")
-class BlocksworldTask(Task):
+class BlocksworldTask(FileOrGeneratedSplits):
     """Blocksworld: reach the goal facts ("x is on y") from the initial stacks with legal actions.
 
     Rows are ``{"init": [["a", "b"], ["c"]], "goal": [["a", "c"]], "optimal_length": 3, "plan": [...]}``: stacks
@@ -95,6 +86,7 @@ class BlocksworldTask(Task):
     """
 
     splits = ("train", "test")
+    seed_namespace = "blocksworld"
 
     def __init__(
         self,
@@ -130,38 +122,14 @@ class BlocksworldTask(Task):
         self.shaped_scale = shaped_scale
 
     # ------------------------------------------------------------------------------------------------ data
-    def build_examples(self, split: str) -> list[dict]:
-        """Rows of ``split``: read from its file if given, else generated (test never repeats a train problem)."""
-        source = self.train_file if split == "train" else self.test_file
-        size = self.train_size if split == "train" else self.test_size
-        if source is not None:
-            return self._file_rows(split, source, size)
-        if split == "train":
-            exclude = None if self.test_file is None else {problem_key(row) for row in self.examples("test")}
-        else:
-            exclude = {problem_key(row) for row in self.examples("train")}
-        return generate_problems(size, _split_seed(self.seed, split), self.min_blocks, self.max_blocks, exclude)
+    def generate(self, count: int, seed: int, exclude: set | None) -> list[dict]:
+        return generate_problems(count, seed, self.min_blocks, self.max_blocks, exclude)
 
-    def warmstart_examples(self, count: int, seed: int) -> list[dict]:
-        """Fresh generated problems, none of them in the train or test split."""
-        exclude = {problem_key(row) for split in self.splits for row in self.examples(split)}
-        return generate_problems(count, _split_seed(seed, "warmstart"), self.min_blocks, self.max_blocks, exclude)
+    def read_rows(self, source: str, limit: int | None) -> list[dict]:
+        return read_blocksworld_rows(source, limit)
 
-    def _file_rows(self, split: str, source: str, size: int) -> list[dict]:
-        if size == 0:
-            return []
-        shared = self.train_file == self.test_file
-        cache: dict[str, list[dict]] = self.__dict__.setdefault("_source_cache", {})
-        if source not in cache:
-            cache[source] = read_blocksworld_rows(source, limit=self.train_size + self.test_size if shared else size)
-        offset = self.train_size if shared and split == "test" else 0
-        rows = cache[source][offset : offset + size]
-        if not rows:
-            raise ValueError(
-                f"'{source}' has only {len(cache[source])} valid rows, all used by the train split; "
-                "pass a separate test_file or a smaller train_size."
-            )
-        return rows
+    def problem_key(self, row: dict) -> tuple:
+        return problem_key(row)
 
     # ------------------------------------------------------------------------------------------------ prompts
     def prompt(self, example: dict) -> Prompt:
@@ -220,30 +188,18 @@ def _row_plan(example: dict) -> tuple[Action, ...] | None:
 
 def read_blocksworld_rows(source: str, limit: int | None = None) -> list[dict]:
     """Valid rows of ``source`` (up to ``limit``) with ``optimal_length`` filled in; broken rows are skipped."""
-    rows: list[dict] = []
-    broken: list[int] = []
-    for index, row in enumerate(iter_rows(source)):
-        if limit is not None and len(rows) >= limit:
-            break
-        try:
-            state, goal = problem_fields(row)
-        except ValueError:
-            broken.append(index)
-            continue
-        length = row.get("optimal_length")
-        if not isinstance(length, int) and len(state.blocks()) <= MAX_PLANNED_BLOCKS:
-            length = len(optimal_plan(state, goal))
-        rows.append({**row, "optimal_length": length})
-    if not rows:
-        raise ValueError(
-            f"'{source}' has no valid Blocksworld rows ({len(broken)} broken); each row needs 'init' (stacks of "
-            "single-letter blocks, bottom to top) and 'goal' ([x, y] pairs: x on y)."
-        )
-    if broken:
-        warnings.warn(
-            f"Skipped {len(broken)} broken Blocksworld rows of '{source}'; first row indices: "
-            f"{broken[:_MAX_REPORTED_ROWS]}.",
-            UserWarning,
-            stacklevel=2,
-        )
-    return rows
+    requirement = (
+        "each row needs 'init' (stacks of single-letter blocks, bottom to top) and 'goal' ([x, y] pairs: x on y)"
+    )
+    return read_valid_rows(source, _blocksworld_row, "Blocksworld", requirement, limit)
+
+
+def _blocksworld_row(row) -> dict | None:
+    try:
+        state, goal = problem_fields(row)
+    except ValueError:
+        return None
+    length = row.get("optimal_length")
+    if not isinstance(length, int) and len(state.blocks()) <= MAX_PLANNED_BLOCKS:
+        length = len(optimal_plan(state, goal))
+    return {**row, "optimal_length": length}

@@ -11,8 +11,10 @@ from __future__ import annotations
 import functools
 import random
 from collections import deque
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+
+from tasks.splits import draw_distinct
 
 BLOCK_NAMES = "abcdefgh"
 """Generated problems name their blocks with distinct letters drawn from these."""
@@ -21,7 +23,6 @@ MAX_PLANNED_BLOCKS = 6
 """Breadth-first search stays fast (under ~0.1 s) up to this many blocks."""
 ONE_ARG = ("pickup", "putdown")
 TWO_ARGS = ("stack", "unstack")
-_MAX_CONSECUTIVE_MISSES = 100_000
 
 Action = tuple[str, str, str | None]
 """``(verb, x, y)``: verb in pickup/putdown/stack/unstack; y is None for pickup and putdown."""
@@ -194,35 +195,31 @@ def generate_problems(
     true initially). Rows: ``{"init", "goal", "optimal_length", "plan"}`` with ``plan`` a list of actions.
     """
     check_generator_config(min_blocks, max_blocks)
-    rng = random.Random(seed)
-    seen = set(exclude or ())
-    problems: list[dict] = []
-    misses = 0
-    while len(problems) < count:
+
+    def draw(rng: random.Random) -> tuple[tuple, Callable[[], dict]] | None:
         blocks = sorted(rng.sample(BLOCK_NAMES, rng.randint(min_blocks, max_blocks)))
         init, goal_config = _random_stacks(rng, blocks), _random_stacks(rng, blocks)
         state, goal = State.of(init), frozenset(State.of(goal_config).on_facts())
-        key = (state.stacks, tuple(sorted(goal)))
-        if not goal or satisfied(state, goal) == len(goal) or key in seen:
-            misses += 1
-            if misses > _MAX_CONSECUTIVE_MISSES:
-                raise ValueError(
-                    f"Could only generate {len(problems)} of {count} distinct Blocksworld problems with "
-                    f"{min_blocks}-{max_blocks} blocks; widen the block range or ask for fewer problems."
-                )
-            continue
-        misses = 0
-        seen.add(key)
-        plan = optimal_plan(state, goal)
-        problems.append(
-            {
-                "init": [list(s) for s in state.stacks],
-                "goal": [list(f) for f in sorted(goal)],
-                "optimal_length": len(plan),
-                "plan": [list(a) for a in plan],
-            }
-        )
-    return problems
+        if not goal or satisfied(state, goal) == len(goal):
+            return None
+        return (state.stacks, tuple(sorted(goal))), lambda: _planned_row(state, goal)
+
+    give_up = (
+        f"distinct Blocksworld problems with {min_blocks}-{max_blocks} blocks; widen the block range or ask for "
+        "fewer problems."
+    )
+    return draw_distinct(count, seed, draw, exclude, give_up)
+
+
+def _planned_row(state: State, goal: Goal) -> dict:
+    """A generated problem's row, with its optimal plan (computed once per kept problem)."""
+    plan = optimal_plan(state, goal)
+    return {
+        "init": [list(s) for s in state.stacks],
+        "goal": [list(f) for f in sorted(goal)],
+        "optimal_length": len(plan),
+        "plan": [list(a) for a in plan],
+    }
 
 
 def check_generator_config(min_blocks: int, max_blocks: int) -> None:

@@ -1,11 +1,9 @@
 """Countdown (TinyZero): reach a target with + - * / using each given number once."""
 
-import hashlib
-import warnings
-
 from tasks.arithmetic import MAX_EXPRESSION_CHARS, ArithmeticSyntaxError, parse_expression
-from tasks.base import Prompt, Score, Task
+from tasks.base import Prompt, Score
 from tasks.countdown_problems import (
+    ProblemKey,
     check_generator_config,
     generate_problems,
     problem_fields,
@@ -13,7 +11,8 @@ from tasks.countdown_problems import (
     solve,
 )
 from tasks.registry import register_task
-from tasks.sources import iter_rows
+from tasks.sources import read_valid_rows
+from tasks.splits import FileOrGeneratedSplits
 
 __all__ = ["CountdownTask", "countdown_reward", "generate_problems", "problem_key", "solve"]
 
@@ -31,7 +30,6 @@ TINYZERO_PREFIX = (
     "User: {instruction}\nAssistant: Let me solve this step by step.\n<think>"
 )
 TEMPLATES = ("tinyzero", "chat", "compact")
-_MAX_REPORTED_ROWS = 5
 
 
 def countdown_reward(completion: str, nums: list[int], target: int, format_score: float = 0.1) -> float:
@@ -58,14 +56,8 @@ def countdown_reward(completion: str, nums: list[int], target: int, format_score
     return 1.0
 
 
-def _split_seed(seed: int, split: str) -> int:
-    """A seed per split, derived from the task seed (stable across Python versions and processes)."""
-    digest = hashlib.sha256(f"countdown/{split}/{seed}".encode()).digest()
-    return int.from_bytes(digest[:8], "big")
-
-
 @register_task("countdown")
-class CountdownTask(Task):
+class CountdownTask(FileOrGeneratedSplits):
     """Countdown: combine the given numbers with + - * / (each used once) to reach the target.
 
     Args:
@@ -84,6 +76,7 @@ class CountdownTask(Task):
     """
 
     splits = ("train", "test")
+    seed_namespace = "countdown"
 
     def __init__(
         self,
@@ -118,54 +111,16 @@ class CountdownTask(Task):
         self.template = template
         self.format_score = format_score
 
-    def build_examples(self, split: str) -> list[dict]:
-        """Rows of ``split``: read from its file if given, else generated (test never repeats a train key)."""
-        source = self.train_file if split == "train" else self.test_file
-        size = self.train_size if split == "train" else self.test_size
-        if source is not None:
-            return self._file_rows(split, source, size)
-        if split == "train":  # a generated split never repeats a problem of the other split
-            exclude = None if self.test_file is None else {problem_key(row) for row in self.examples("test")}
-        else:
-            exclude = {problem_key(row) for row in self.examples("train")}
+    def generate(self, count: int, seed: int, exclude: set | None) -> list[dict]:
         return generate_problems(
-            size,
-            _split_seed(self.seed, split),
-            self.min_numbers,
-            self.max_numbers,
-            self.max_number,
-            self.max_target,
-            exclude=exclude,
+            count, seed, self.min_numbers, self.max_numbers, self.max_number, self.max_target, exclude=exclude
         )
 
-    def warmstart_examples(self, count: int, seed: int) -> list[dict]:
-        """Fresh generated problems, none of them in the train or test split."""
-        exclude = {problem_key(row) for split in self.splits for row in self.examples(split)}
-        return generate_problems(
-            count,
-            _split_seed(seed, "warmstart"),
-            self.min_numbers,
-            self.max_numbers,
-            self.max_number,
-            self.max_target,
-            exclude=exclude,
-        )
+    def read_rows(self, source: str, limit: int | None) -> list[dict]:
+        return read_countdown_rows(source, limit)
 
-    def _file_rows(self, split: str, source: str, size: int) -> list[dict]:
-        shared = self.train_file == self.test_file
-        offset = self.train_size if shared and split == "test" else 0
-        if size == 0:
-            return []
-        cache: dict[str, list[dict]] = self.__dict__.setdefault("_source_cache", {})
-        if source not in cache:
-            cache[source] = read_countdown_rows(source, limit=self.train_size + self.test_size if shared else size)
-        rows = cache[source][offset : offset + size]
-        if not rows:
-            raise ValueError(
-                f"'{source}' has only {len(cache[source])} valid rows, all used by the train split; "
-                "pass a separate test_file or a smaller train_size."
-            )
-        return rows
+    def problem_key(self, row: dict) -> ProblemKey:
+        return problem_key(row)
 
     def prompt(self, example: dict) -> Prompt:
         """The prompt in the configured template."""
@@ -194,27 +149,13 @@ class CountdownTask(Task):
 
 def read_countdown_rows(source: str, limit: int | None = None) -> list[dict]:
     """Valid Countdown rows of ``source`` (up to ``limit``); broken rows are skipped with one warning."""
-    rows: list[dict] = []
-    broken: list[int] = []
-    for index, row in enumerate(iter_rows(source)):
-        if limit is not None and len(rows) >= limit:
-            break
-        try:
-            nums, target = problem_fields(row)
-        except ValueError:
-            broken.append(index)
-            continue
-        rows.append({**row, "nums": nums, "target": target})
-    if not rows:
-        raise ValueError(
-            f"'{source}' has no valid Countdown rows ({len(broken)} broken); each row needs 'nums' (a non-empty "
-            "list of integers) and 'target' (an integer)."
-        )
-    if broken:
-        warnings.warn(
-            f"Skipped {len(broken)} broken Countdown rows of '{source}' (missing or non-integer 'nums'/'target', or "
-            f"empty 'nums'); first row indices: {broken[:_MAX_REPORTED_ROWS]}.",
-            UserWarning,
-            stacklevel=2,
-        )
-    return rows
+    requirement = "each row needs 'nums' (a non-empty list of integers) and 'target' (an integer)"
+    return read_valid_rows(source, _countdown_row, "Countdown", requirement, limit)
+
+
+def _countdown_row(row) -> dict | None:
+    try:
+        nums, target = problem_fields(row)
+    except ValueError:
+        return None
+    return {**row, "nums": nums, "target": target}

@@ -3,16 +3,16 @@
 import functools
 import operator
 import random
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from fractions import Fraction
 from typing import Any
 
 from tasks.arithmetic import MAX_DIGITS, MAX_EXPRESSION_CHARS, BinaryOp, Expr, Number
+from tasks.splits import draw_distinct
 
 MAX_LITERAL = 10**MAX_DIGITS - 1
 ProblemKey = tuple[tuple[int, ...], int]
 
-_MAX_CONSECUTIVE_MISSES = 100_000
 _SolverTree = int | tuple[str, "_SolverTree", "_SolverTree"]
 
 
@@ -86,32 +86,27 @@ def generate_problems(
     1..max_target; keys in ``exclude`` (see ``problem_key``) and repeats are skipped.
     """
     check_generator_config(min_numbers, max_numbers, max_number, max_target)
-    rng = random.Random(seed)
-    seen = set(exclude or ())
-    problems: list[dict] = []
-    misses = 0
-    while len(problems) < count:
+
+    def draw(rng: random.Random) -> tuple[ProblemKey, Callable[[], dict]] | None:
         nums = [rng.randint(1, max_number) for _ in range(rng.randint(min_numbers, max_numbers))]
         order = nums[:]
         rng.shuffle(order)
         tree = _random_tree(rng, order)
         value = tree.evaluate()
-        accepted = value is not None and value.denominator == 1 and 1 <= value <= max_target
-        key = (tuple(sorted(nums)), int(value)) if accepted else None
-        solution = str(tree) if accepted else ""
-        if key is None or key in seen or len(solution) > MAX_EXPRESSION_CHARS:
-            misses += 1
-            if misses > _MAX_CONSECUTIVE_MISSES:
-                raise ValueError(
-                    f"Could only generate {len(problems)} of {count} distinct Countdown problems with "
-                    f"{min_numbers}-{max_numbers} numbers in 1..{max_number} and targets in 1..{max_target}; "
-                    "widen these ranges or ask for fewer problems."
-                )
-            continue
-        misses = 0
-        seen.add(key)
-        problems.append({"id": len(problems), "nums": nums, "target": key[1], "solution": solution})
-    return problems
+        if value is None or value.denominator != 1 or not 1 <= value <= max_target:
+            return None
+        solution = str(tree)
+        if len(solution) > MAX_EXPRESSION_CHARS:
+            return None
+        target = int(value)
+        return (tuple(sorted(nums)), target), lambda: {"nums": nums, "target": target, "solution": solution}
+
+    give_up = (
+        f"distinct Countdown problems with {min_numbers}-{max_numbers} numbers in 1..{max_number} and targets in "
+        f"1..{max_target}; widen these ranges or ask for fewer problems."
+    )
+    problems = draw_distinct(count, seed, draw, exclude, give_up)
+    return [{"id": index, **row} for index, row in enumerate(problems)]
 
 
 def _combine(a: Fraction, b: Fraction, ta: _SolverTree, tb: _SolverTree) -> Iterable[tuple[Fraction, _SolverTree]]:

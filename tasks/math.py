@@ -16,7 +16,6 @@ check. Nothing from the model is ever evaluated in this process.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import re
 
@@ -26,6 +25,7 @@ from tasks.math_equivalence import EquivalenceChecker
 from tasks.math_problems import KINDS, check_generator_config, generate_problems
 from tasks.math_rows import read_math_rows
 from tasks.registry import register_task
+from tasks.splits import FileOrGeneratedSplits
 
 __all__ = ["INSTRUCTION", "MathTask", "generate_problems"]
 
@@ -34,14 +34,8 @@ TEMPLATES = ("text", "chat", "compact")
 _SPLIT_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 
-def _split_seed(seed: int, split: str) -> int:
-    """A seed per split, derived from the task seed (stable across Python versions and processes)."""
-    digest = hashlib.sha256(f"math/{split}/{seed}".encode()).digest()
-    return int.from_bytes(digest[:8], "big")
-
-
 @register_task("math")
-class MathTask(Task):
+class MathTask(FileOrGeneratedSplits):
     """Math problems scored by mathematical equivalence of the final boxed answer (math-verify).
 
     Args:
@@ -63,6 +57,8 @@ class MathTask(Task):
         number_fallback: Without a boxed answer, take the last plain number of the completion.
         timeout_seconds: Wall-clock bound of one math-verify check; a check over it scores 0 (see task.timeouts).
     """
+
+    seed_namespace = "math"
 
     def __init__(
         self,
@@ -124,53 +120,25 @@ class MathTask(Task):
 
     # ------------------------------------------------------------------------------------------------ data
     def build_examples(self, split: str) -> list[dict]:
-        """Rows of ``split``: from its file or dataset if given, else generated (test never repeats a train problem)."""
+        """Rows of ``split``: a named test set whole, else as ``FileOrGeneratedSplits`` gives them."""
         if split in self.test_files:
-            return self._read(self.test_files[split], None)
-        source = self.train_file if split == "train" else self.test_file
-        size = self.train_size if split == "train" else self.test_size
-        if source is not None:
-            return self._file_rows(split, source, size)
-        other = "test" if split == "train" else "train"
-        other_generated = (self.test_file if split == "train" else self.train_file) is None
-        exclude = {row["problem"] for row in self.examples(other)} if split == "test" or not other_generated else None
-        return generate_problems(size, _split_seed(self.seed, split), self.kinds, self.max_number, exclude)
+            return self._cached_rows(self.test_files[split], None)
+        return super().build_examples(split)
 
     def warmstart_examples(self, count: int, seed: int) -> list[dict]:
         """Fresh generated problems, none of them in the train or test split (the train split if it is a file)."""
-        if self.train_file is not None:
-            return super().warmstart_examples(count, seed)
-        exclude = {row["problem"] for split in ("train", "test") for row in self.examples(split)}
-        return generate_problems(count, _split_seed(seed, "warmstart"), self.kinds, self.max_number, exclude)
+        if self.train_file is not None:  # generated arithmetic would not teach a dataset's problems
+            return Task.warmstart_examples(self, count, seed)
+        return super().warmstart_examples(count, seed)
 
-    def _read(self, source: str, limit: int | None) -> list[dict]:
-        cache: dict[tuple, list[dict]] = self.__dict__.setdefault("_source_cache", {})
-        key = (source, limit)
-        if key not in cache:
-            cache[key] = read_math_rows(
-                source, self.problem_field, self.answer_field, self.answer_from_solution, limit=limit
-            )
-        return cache[key]
+    def generate(self, count: int, seed: int, exclude: set | None) -> list[dict]:
+        return generate_problems(count, seed, self.kinds, self.max_number, exclude)
 
-    def _file_rows(self, split: str, source: str, size: int | None) -> list[dict]:
-        if size == 0:
-            return []
-        shared = self.train_file == self.test_file
-        if not shared:
-            return self._read(source, size)
-        if self.train_size is None:
-            raise ValueError("train_file and test_file are the same file: set train_size to split its rows.")
-        limit = None if self.test_size is None else self.train_size + self.test_size
-        rows = self._read(source, limit)
-        if split == "train":
-            return rows[: self.train_size]
-        test = rows[self.train_size :]
-        if not test:
-            raise ValueError(
-                f"'{source}' has only {len(rows)} valid rows, all used by the train split; "
-                "pass a separate test_file or a smaller train_size."
-            )
-        return test
+    def read_rows(self, source: str, limit: int | None) -> list[dict]:
+        return read_math_rows(source, self.problem_field, self.answer_field, self.answer_from_solution, limit=limit)
+
+    def problem_key(self, row: dict) -> str:
+        return row["problem"]
 
     # ------------------------------------------------------------------------------------------------ prompts
     def prompt(self, example: dict) -> Prompt:

@@ -15,9 +15,11 @@ model, and ``steps``, the worked solution that ends right before ``\\boxed{answe
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
+
+from tasks.splits import draw_distinct
 
 KINDS = ("add", "sub", "mul", "mixed", "linear")
-_MAX_CONSECUTIVE_MISSES = 100_000
 
 
 def check_generator_config(kinds: tuple[str, ...] | list[str], max_number: int) -> None:
@@ -84,21 +86,13 @@ def generate_problems(
     and repeats, are skipped.
     """
     check_generator_config(kinds, max_number)
-    rng = random.Random(seed)
-    seen = set(exclude or ())
-    problems: list[dict] = []
-    misses = 0
-    while len(problems) < count:
+
+    def draw(rng: random.Random) -> tuple[str, Callable[[], dict]]:
         row = _draw(rng, rng.choice(list(kinds)), max_number)
-        if row["problem"] in seen:
-            misses += 1
-            if misses > _MAX_CONSECUTIVE_MISSES:
-                raise ValueError(
-                    f"Could only generate {len(problems)} of {count} distinct math problems of kinds {list(kinds)} "
-                    f"with numbers up to {max_number}; raise max_number, add kinds or ask for fewer problems."
-                )
-            continue
-        misses = 0
-        seen.add(row["problem"])
-        problems.append(row)
-    return problems
+        return row["problem"], lambda: row
+
+    give_up = (
+        f"distinct math problems of kinds {list(kinds)} with numbers up to {max_number}; raise max_number, add kinds "
+        "or ask for fewer problems."
+    )
+    return draw_distinct(count, seed, draw, exclude, give_up)

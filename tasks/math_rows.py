@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import numbers
-import warnings
 from collections.abc import Mapping
 
 from tasks.math_answers import AnswerTooLong, last_boxed
-from tasks.sources import iter_rows
-
-_MAX_REPORTED_ROWS = 5
+from tasks.sources import read_valid_rows
 
 
 def _field(row: Mapping, name: str):
@@ -58,27 +55,8 @@ def read_math_rows(
     limit: int | None = None,
 ) -> list[dict]:
     """Valid rows of ``source`` (up to ``limit``); rows with a missing or empty field are skipped with one warning."""
-    rows: list[dict] = []
-    broken: list[int] = []
-    for index, raw in enumerate(iter_rows(source)):
-        if limit is not None and len(rows) >= limit:
-            break
-        row = math_row(raw, problem_field, answer_field, answer_from_solution)
-        if row is None:
-            broken.append(index)
-        else:
-            rows.append(row)
     what = f"'{problem_field}' and '{answer_field}'" + (" (with a \\boxed{} answer)" if answer_from_solution else "")
-    if not rows:
-        raise ValueError(
-            f"'{source}' has no valid math rows ({len(broken)} broken); each row needs non-empty {what}: set "
-            "problem_field/answer_field to the file's field names."
-        )
-    if broken:
-        warnings.warn(
-            f"Skipped {len(broken)} math rows of '{source}' with a missing or empty {what}; first row indices: "
-            f"{broken[:_MAX_REPORTED_ROWS]}.",
-            UserWarning,
-            stacklevel=2,
-        )
-    return rows
+    requirement = f"each row needs non-empty {what}: set problem_field/answer_field to the file's field names"
+    return read_valid_rows(
+        source, lambda raw: math_row(raw, problem_field, answer_field, answer_from_solution), "math", requirement, limit
+    )

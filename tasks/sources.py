@@ -1,11 +1,13 @@
 """Read raw rows from a local JSON lines / JSON / Parquet file or a Hugging Face dataset name (lazily)."""
 
 import json
-from collections.abc import Iterator
+import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 LOCAL_SUFFIXES = (".jsonl", ".json", ".parquet")
+MAX_REPORTED_ROWS = 5
 
 
 def _is_local(source: str, path: Path) -> bool:
@@ -82,3 +84,33 @@ def _iter_hf_dataset(source: str) -> Iterator[Any]:
             f"{type(error).__name__}); download it once with network access or pass a local .jsonl/.parquet file."
         ) from None
     yield from dataset
+
+
+def read_valid_rows(
+    source: str, parse_row: Callable[[Any], dict | None], kind: str, requirement: str, limit: int | None = None
+) -> list[dict]:
+    """The first ``limit`` rows of ``source`` that ``parse_row`` accepts (it returns None for a broken row).
+
+    Broken rows are skipped with one warning (their count and first indices); a source with no valid row raises
+    ValueError. ``kind`` names the rows ("Countdown") and ``requirement`` says what a valid row needs.
+    """
+    rows: list[dict] = []
+    broken: list[int] = []
+    for index, raw in enumerate(iter_rows(source)):
+        if limit is not None and len(rows) >= limit:
+            break
+        row = parse_row(raw)
+        if row is None:
+            broken.append(index)
+        else:
+            rows.append(row)
+    if not rows:
+        raise ValueError(f"'{source}' has no valid {kind} rows ({len(broken)} broken); {requirement}.")
+    if broken:
+        warnings.warn(
+            f"Skipped {len(broken)} broken {kind} rows of '{source}' ({requirement}); first row indices: "
+            f"{broken[:MAX_REPORTED_ROWS]}.",
+            UserWarning,
+            stacklevel=3,
+        )
+    return rows

@@ -411,7 +411,7 @@ def test_jsonl_rows_with_custom_fields_and_broken_rows(tmp_path):
     ]
     path = _write_jsonl(tmp_path / "train.jsonl", rows)
     task = MathTask(train_file=path, train_size=None, problem_field="question", answer_field="final", test_size=4)
-    with pytest.warns(UserWarning, match=r"Skipped 4 math rows .*first row indices: \[1, 2, 3, 5\]"):
+    with pytest.warns(UserWarning, match=r"Skipped 4 broken math rows .*first row indices: \[1, 2, 3, 5\]"):
         train = task.examples("train")
     assert [(e["id"], e["problem"], e["answer"]) for e in train] == [(0, "1+1?", "2"), (1, "3+3?", "6")]
     assert task.score("\\boxed{6}", train[1]).correct
@@ -425,7 +425,7 @@ def test_math_rows_with_answers_boxed_in_solutions_and_case_insensitive_fields(t
     ]
     path = _write_jsonl(tmp_path / "math.jsonl", rows)
     task = MathTask(test_file=path, test_size=None, answer_field="solution", answer_from_solution=True)
-    with pytest.warns(UserWarning, match="Skipped 2 math rows"):
+    with pytest.warns(UserWarning, match="Skipped 2 broken math rows"):
         test = task.examples("test")
     assert [(e["problem"], e["answer"]) for e in test] == [("Half of 1?", "\\frac{1}{2}")]
     assert task.score("\\boxed{0.5}", test[0]).correct
