@@ -1,4 +1,5 @@
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -71,3 +72,17 @@ def subprocess_env() -> dict:
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(TESTS), env.get("PYTHONPATH", "")])
     env.setdefault("OMP_NUM_THREADS", "1")
     return env
+
+
+def cli(*args: str, env_extra: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+    """`python -m insight_lightning ARGS` in a subprocess, as a user runs it (DDP and FSDP relaunch its argv)."""
+    env = subprocess_env()
+    env.update(env_extra or {})
+    return subprocess.run(
+        [sys.executable, "-m", "insight_lightning", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

@@ -1,23 +1,7 @@
 """The command line as a user meets it: configs parse, --help documents options, mistakes give one clear line."""
 
-import subprocess
-import sys
-
 import pytest
-from conftest import ROOT, subprocess_env
-
-
-def cli(*args: str, env_extra: dict | None = None) -> subprocess.CompletedProcess:
-    env = subprocess_env()
-    env.update(env_extra or {})
-    return subprocess.run(
-        [sys.executable, "-m", "insight_lightning", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+from conftest import ROOT, cli, subprocess_env
 
 
 @pytest.mark.parametrize("config", ["configs/countdown.yaml", "configs/paper/countdown_qwen3_0.6b.yaml"])

@@ -1,12 +1,10 @@
 """End-to-end: the real CLI on configs/countdown.yaml with a tiny pool (in-process, and DDP through a subprocess)."""
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import ROOT, subprocess_env
+from conftest import ROOT, cli
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from insight_lightning.cli import main
@@ -104,15 +102,7 @@ DDP = ["--trainer.strategy=ddp"]
 
 
 def run_cli(args: list[str]) -> None:
-    """The CLI in a subprocess: DDP and ModelParallelStrategy relaunch sys.argv for their other ranks."""
-    result = subprocess.run(
-        [sys.executable, "-m", "insight_lightning", *args],
-        cwd=ROOT,
-        env=subprocess_env(),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    result = cli(*args)
     assert result.returncode == 0, result.stderr[-4000:]
 
 
@@ -175,14 +165,7 @@ def test_ddp_and_fsdp2_on_two_processes_agree_and_resume_exactly(tiny_fit_args, 
 )
 def test_unsupported_fsdp2_settings_fail_with_one_line(tiny_fit_args, override, message):
     args = tiny_fit_args(1, *FSDP2, "--trainer.accelerator=cpu", *override)
-    result = subprocess.run(
-        [sys.executable, "-m", "insight_lightning", *args],
-        cwd=ROOT,
-        env=subprocess_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = cli(*args)
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert any(line.startswith("error: ") and message in line for line in result.stderr.splitlines())
 

@@ -9,7 +9,7 @@ import pytest
 from conftest import ROOT, subprocess_env
 
 from insight_lightning.race.plan import RaceSettings, RunSpec, all_runs
-from insight_lightning.race.report import area_under_curve, mean_curve, mean_interval, speed_up, summarise
+from insight_lightning.race.report import area_under_curve, markdown, mean_curve, mean_interval, speed_up, summarise
 
 
 def test_mean_and_t_interval():
@@ -48,6 +48,7 @@ def test_summary_puts_the_baseline_first_and_reports_cost():
             "rollouts": r,
             "wall_s": 5.0,
             "frac_zero_variance": 0.5,
+            "frac_unseen": 0.25 * (k + 1),
         }
         for s, acc, r in (("insight", 0.3, 100), ("uniform", 0.2, 100), ("dynamic_sampling", 0.25, 400))
         for k in range(2)
@@ -55,6 +56,12 @@ def test_summary_puts_the_baseline_first_and_reports_cost():
     (rows,) = summarise(runs).values()
     assert [r["sampler"] for r in rows] == ["uniform", "dynamic_sampling", "insight"]
     assert rows[2]["final"] == pytest.approx(0.305) and rows[1]["rollouts"] == 400
+    assert rows[0]["frac_unseen"] == pytest.approx(0.375)
+    # results from before the field existed still summarise; the table shows "-" for them
+    del runs[0]["frac_unseen"]
+    table = markdown(summarise(runs), {"main": 10})
+    (insight_line,) = [line for line in table.splitlines() if line.startswith("| insight |")]
+    assert "| never-seen prompts picked |" in table and insight_line.endswith("| 50% | - |")
 
 
 def test_regimes_size_the_pool_from_steps_and_batch():
@@ -100,6 +107,7 @@ def test_a_miniature_race_runs_resumes_and_reports(tmp_path):
     assert [p.stem for p in results] == [f"main__{s}__seed{k}" for s in ("insight", "uniform") for k in (0, 1)]
     record = json.loads(results[0].read_text())
     assert [step for step, _ in record["accuracy"]] == [0, 2] and record["rollouts"] == 2 * 4 * 4
+    assert 0 < record["frac_unseen"] <= 1  # read from the run's selection/frac_unseen
     assert "| uniform | 2 |" in (tmp_path / "race.md").read_text()
     csv_rows = (tmp_path / "race.csv").read_text().splitlines()
     assert csv_rows[0] == "regime,sampler,seed,step,val_accuracy" and len(csv_rows) == 1 + 4 * 2

@@ -115,6 +115,8 @@ def summarise(results: list[dict], baseline: str = "uniform") -> dict[str, list[
                     "rollouts": sum(r["rollouts"] for r in runs) / len(runs),
                     "wall_s": sum(r["wall_s"] for r in runs) / len(runs),
                     "frac_zero_variance": sum(r["frac_zero_variance"] for r in runs) / len(runs),
+                    # results written before this field existed have no value: nan, shown as "-"
+                    "frac_unseen": sum(r.get("frac_unseen", math.nan) for r in runs) / len(runs),
                 }
             )
         table[regime] = summary
@@ -128,18 +130,22 @@ def markdown(table: dict[str, list[dict]], pools: dict[str, int], baseline: str 
             f"**{regime} regime** (pool {pools.get(regime, '?')})",
             "",
             "| sampler | seeds | test acc. before RL | final test acc. (95% CI) | AUC | speed-up vs "
-            f"{baseline} | rollouts | wall time / run | zero-variance groups |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+            f"{baseline} | rollouts | wall time / run | zero-variance groups | never-seen prompts picked |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
         ]
         for r in rows:
             up = "not reached" if r["speed_up"] is None else f"{r['speed_up']:.2f}x"
             lines.append(
                 f"| {r['sampler']} | {r['seeds']} | {100 * r['start']:.1f}% | {100 * r['final']:.1f}% "
                 f"(+/- {100 * r['final_ci']:.1f}) | {100 * r['auc']:.1f}% | {up} | {r['rollouts']:.0f} | "
-                f"{r['wall_s']:.0f} s | {100 * r['frac_zero_variance']:.0f}% |"
+                f"{r['wall_s']:.0f} s | {100 * r['frac_zero_variance']:.0f}% | {_percent(r['frac_unseen'])} |"
             )
         lines.append("")
     return "\n".join(lines)
+
+
+def _percent(value: float) -> str:
+    return "-" if math.isnan(value) else f"{100 * value:.1f}%"
 
 
 def write_csv(results: list[dict], path: Path) -> None:

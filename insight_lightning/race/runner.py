@@ -59,12 +59,16 @@ def read_run(log_dir: Path) -> dict:
     def series(tag: str) -> list[tuple[int, float]]:
         return [(e.step, e.value) for e in events.Scalars(tag)] if tag in events.Tags()["scalars"] else []
 
-    zero_var = [v for _, v in series("selection/frac_zero_variance")]
+    def mean(tag: str) -> float:
+        values = [v for _, v in series(tag)]
+        return sum(values) / len(values) if values else float("nan")
+
     rollouts = series("train/rollouts_total")
     return {
         "accuracy": series("val/accuracy"),
         "rollouts": rollouts[-1][1] if rollouts else 0.0,
-        "frac_zero_variance": sum(zero_var) / len(zero_var) if zero_var else float("nan"),
+        "frac_zero_variance": mean("selection/frac_zero_variance"),
+        "frac_unseen": mean("selection/frac_unseen"),
     }
 
 
