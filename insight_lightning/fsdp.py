@@ -14,7 +14,7 @@ from torch import nn
 
 from insight_lightning.logprobs import SCORED_LOGPROBS_METHOD, scored_logprobs
 
-__all__ = ["fsdp_units", "gradient_sync", "is_sharded", "shard_policy", "unsharded_for_generation"]
+__all__ = ["gradient_sync", "shard_policy", "unsharded_for_generation"]
 
 
 def base_model(policy: nn.Module) -> nn.Module:
@@ -33,35 +33,29 @@ def decoder_layers(model: nn.Module) -> list[nn.Module]:
     return layers
 
 
-def shard_policy(policy: nn.Module, mesh) -> None:
-    """Apply fully_shard to every decoder layer, then to the model as the root unit; in place."""
+def shard_policy(policy: nn.Module, mesh) -> list[nn.Module]:
+    """Apply fully_shard to every decoder layer, then to the model as the root unit; in place.
+
+    Returns the FSDP units, the root last: the contexts below take this list (kept by the caller, not searched
+    for again every step).
+    """
     from torch.distributed.fsdp import fully_shard, register_fsdp_forward_method
 
     model = base_model(policy)
-    for layer in decoder_layers(model):
+    layers = decoder_layers(model)
+    for layer in layers:
         fully_shard(layer, mesh=mesh)
     fully_shard(model, mesh=mesh)
     # The scoring pass calls the decoder backbone and the head directly (logits only for scored tokens), not the
     # root forward; registered as an FSDP forward method it runs the root unit's gather and gradient hooks.
     setattr(model, SCORED_LOGPROBS_METHOD, types.MethodType(scored_logprobs, model))
     register_fsdp_forward_method(model, SCORED_LOGPROBS_METHOD)
-
-
-def fsdp_units(policy: nn.Module) -> list[nn.Module]:
-    """Every FSDP2 unit in the policy (empty when it is not sharded)."""
-    from torch.distributed.fsdp import FSDPModule
-
-    return [m for m in policy.modules() if isinstance(m, FSDPModule)]
-
-
-def is_sharded(policy: nn.Module) -> bool:
-    return bool(fsdp_units(policy))
+    return [*layers, model]
 
 
 @contextmanager
-def gradient_sync(policy: nn.Module, enabled: bool) -> Iterator[None]:
-    """Reduce-scatter gradients in this backward only when enabled (accumulate locally otherwise); no-op unsharded."""
-    units = fsdp_units(policy)
+def gradient_sync(units: list[nn.Module], enabled: bool) -> Iterator[None]:
+    """Reduce-scatter gradients in this backward only when enabled (accumulate locally otherwise); no units: no-op."""
     for unit in units:
         unit.set_requires_gradient_sync(enabled, recurse=False)
     try:
@@ -72,20 +66,15 @@ def gradient_sync(policy: nn.Module, enabled: bool) -> Iterator[None]:
 
 
 @contextmanager
-def unsharded_for_generation(policy: nn.Module) -> Iterator[None]:
-    """Hold every weight gathered while generating, then free the gathered copies.
+def unsharded_for_generation(units: list[nn.Module]) -> Iterator[None]:
+    """Hold every weight of the units (from shard_policy) gathered while generating, then free the gathered copies.
 
     Without this each decode step would all-gather every layer again (about 3x slower), and ranks whose
     sequences finish after different numbers of steps would issue different numbers of collectives and hang.
     Gathering once up front costs the same collectives on every rank; decode steps then communicate nothing. The
     price: every rank holds the whole model's weights while it generates.
     """
-    units = fsdp_units(policy)
-    if not units:
-        yield
-        return
-    root = base_model(policy)  # the root unit keeps its weights gathered after forward anyway
-    layers = [unit for unit in units if unit is not root]
+    layers = units[:-1]  # the root unit (last) keeps its weights gathered after forward anyway
     for unit in layers:
         unit.set_reshard_after_forward(False, recurse=False)
     for unit in units:

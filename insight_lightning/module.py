@@ -15,7 +15,7 @@ from torch.distributed.tensor import DTensor
 
 from insight_lightning.config import GRPOConfig, LoggingConfig, OptimizerConfig, RolloutConfig, ValidationConfig
 from insight_lightning.data import PromptBatch
-from insight_lightning.fsdp import gradient_sync, is_sharded, shard_policy, unsharded_for_generation
+from insight_lightning.fsdp import gradient_sync, shard_policy, unsharded_for_generation
 from insight_lightning.grpo import (
     LOSS_AGGREGATIONS,
     aggregate_loss,
@@ -93,6 +93,7 @@ class GRPOModule(L.LightningModule):
         self.tokenizer = None
         self.prompts: PromptEncoder | None = None
         self.engine: HFGenerateEngine | None = None
+        self.fsdp_units: list[torch.nn.Module] = []  # FSDP2 units of the policy, root last (empty: not sharded)
         self.warm_start_result = None
         self.last_step_times: dict[str, float] = {}
         self.rollouts_generated = 0  # sequences sampled for training so far, extra dynamic-sampling rounds included
@@ -126,7 +127,7 @@ class GRPOModule(L.LightningModule):
         # Under ModelParallelStrategy (FSDP2) Lightning hands the module a device mesh: shard the policy over its
         # data-parallel dimension. Other strategies have no mesh and leave the policy as it is.
         mesh = self._device_mesh
-        if mesh is None or is_sharded(self.policy):
+        if mesh is None or self.fsdp_units:
             return
         if mesh.size() != mesh["data_parallel"].size():
             raise ValueError(
@@ -134,7 +135,7 @@ class GRPOModule(L.LightningModule):
             )
         if self.rollout.cache == "static":
             raise ValueError("rollout.cache=static is not supported with FSDP2 (ModelParallelStrategy); use dynamic")
-        shard_policy(self.policy, mesh["data_parallel"])
+        self.fsdp_units = shard_policy(self.policy, mesh["data_parallel"])
 
     def _target_device(self) -> torch.device:
         return self.trainer.strategy.root_device if self._trainer is not None else torch.device("cpu")
@@ -207,7 +208,7 @@ class GRPOModule(L.LightningModule):
         prompt_ids = prompt_ids.repeat_interleave(n, dim=0)  # [b*n, P]
         prompt_mask = prompt_mask.repeat_interleave(n, dim=0)
         chunk = self.rollout.batch_size or prompt_ids.shape[0]
-        with unsharded_for_generation(self.policy):
+        with unsharded_for_generation(self.fsdp_units):
             parts = [
                 self.engine.generate(self.policy, prompt_ids[i : i + chunk], prompt_mask[i : i + chunk], params)
                 for i in range(0, prompt_ids.shape[0], chunk)
@@ -338,7 +339,7 @@ class GRPOModule(L.LightningModule):
                     mb = slice(micro, min(micro + cfg.micro_batch_size, rows.stop))
                     # Gradients are all-reduced across ranks only on the last micro-batch of an update.
                     last = micro == starts[-1]
-                    with opt.toggle_model(sync_grad=last), gradient_sync(self.policy, last):
+                    with opt.toggle_model(sync_grad=last), gradient_sync(self.fsdp_units, last):
                         sums[:5] += self._backward_micro_batch(
                             input_ids[mb],
                             attention[mb],
