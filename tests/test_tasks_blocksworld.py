@@ -8,6 +8,7 @@ import time
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from text_edits import apply_edits, random_edits
 
 from tasks import TASKS, BlocksworldTask, Score, build_task
 from tasks.blocksworld import simulate
@@ -212,26 +213,12 @@ def test_random_text_never_raises_and_is_fast(text):
 @given(
     st.sampled_from(FUZZ_PROBLEMS),
     st.sampled_from(["binary", "shaped"]),
-    st.lists(
-        st.tuples(
-            st.sampled_from(["insert", "delete", "replace"]),
-            st.integers(0, 60),
-            st.sampled_from(list("abcdefghpdsu ,\n") + ["pa", "da", "sab", "uab"]),
-        ),
-        max_size=5,
-    ),
+    random_edits(list("abcdefghpdsu ,\n") + ["pa", "da", "sab", "uab"], max_position=60, max_size=5),
 )
 def test_mutated_plans_are_verified_soundly(problem, reward, edits):
     task = BlocksworldTask(template="compact", reward=reward)
     completion = task.solution(problem)
-    for kind, position, chunk in edits:
-        position = min(position, len(completion))
-        if kind == "insert":
-            completion = completion[:position] + chunk + completion[position:]
-        elif kind == "delete":
-            completion = completion[:position] + completion[position + 1 :]
-        else:
-            completion = completion[:position] + chunk + completion[position + 1 :]
+    completion = apply_edits(completion, edits)
     start = time.perf_counter()
     score = task.score(completion, problem)
     assert time.perf_counter() - start < 0.05

@@ -9,6 +9,7 @@ from collections import Counter
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from text_edits import apply_edits, random_edits
 
 from tasks import TASKS, CountdownTask, Score, Task, build_task, register_task
 from tasks.arithmetic import ArithmeticSyntaxError, parse_expression
@@ -138,25 +139,11 @@ def test_random_text_never_raises(text):
 @settings(max_examples=400, deadline=None)
 @given(
     st.sampled_from(FUZZ_PROBLEMS),
-    st.lists(
-        st.tuples(
-            st.sampled_from(["insert", "delete", "replace"]),
-            st.integers(0, 60),
-            st.sampled_from("0123456789+-*/() x<>/"),
-        ),
-        max_size=4,
-    ),
+    random_edits("0123456789+-*/() x<>/", max_position=60, max_size=4),
 )
 def test_mutated_answers_are_verified_soundly(problem, edits):
     completion = FUZZ_TASK.solution(problem)
-    for kind, position, char in edits:
-        position = min(position, len(completion))
-        if kind == "insert":
-            completion = completion[:position] + char + completion[position:]
-        elif kind == "delete":
-            completion = completion[:position] + completion[position + 1 :]
-        else:
-            completion = completion[:position] + char + completion[position + 1 :]
+    completion = apply_edits(completion, edits)
     score = FUZZ_TASK.score(completion, problem)
     assert score.correct is (score.reward == 1.0)
     if score.correct:  # a correct verdict must be true: check it independently of the verifier's control flow

@@ -13,6 +13,7 @@ from fractions import Fraction
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from text_edits import apply_edits, random_edits
 
 pytest.importorskip("math_verify")
 
@@ -311,25 +312,11 @@ FUZZ_PROBLEMS = generate_problems(24, seed=5, max_number=30)
 @settings(max_examples=250, deadline=None)
 @given(
     st.sampled_from(FUZZ_PROBLEMS),
-    st.lists(
-        st.tuples(
-            st.sampled_from(["insert", "delete", "replace"]),
-            st.integers(0, 40),
-            st.sampled_from(list("0123456789+-*/^.{} x") + ["\\boxed{", "\\frac", "}"]),
-        ),
-        max_size=4,
-    ),
+    random_edits(list("0123456789+-*/^.{} x") + ["\\boxed{", "\\frac", "}"], max_position=40, max_size=4),
 )
 def test_mutated_answers_are_verified_soundly(fuzz_task, problem, edits):
     completion = fuzz_task.solution(problem)
-    for kind, position, chunk in edits:
-        position = min(position, len(completion))
-        if kind == "insert":
-            completion = completion[:position] + chunk + completion[position:]
-        elif kind == "delete":
-            completion = completion[:position] + completion[position + 1 :]
-        else:
-            completion = completion[:position] + chunk + completion[position + 1 :]
+    completion = apply_edits(completion, edits)
     score = _timed_score(fuzz_task, completion, problem)
     assert score.correct is (score.reward == 1.0)
     if score.correct:  # a correct verdict must be true wherever an independent exact evaluation can tell
