@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import math
+from typing import Literal, get_args
 
 import torch
 from torch import Tensor
@@ -19,8 +20,10 @@ from samplers.posterior import BetaPosterior
 from samplers.randomness import derive_generator, sample_beta
 from samplers.registry import register_sampler
 
-SCORES = ("wmi", "mi", "w")
-BELIEFS = ("mean", "sample")
+Score = Literal["wmi", "mi", "w"]
+Belief = Literal["mean", "sample"]
+SCORES: tuple[str, ...] = get_args(Score)
+BELIEFS: tuple[str, ...] = get_args(Belief)
 
 
 def beta_entropy(alpha: Tensor, beta: Tensor) -> Tensor:
@@ -164,8 +167,8 @@ class InSightSampler(Sampler):
         candidate_multiplier: int = 16,
         prior: tuple[float, float] = (1.0, 1.0),
         forgetting: float = 1.0,
-        score: str = "wmi",
-        belief: str = "mean",
+        score: Score = "wmi",
+        belief: Belief = "mean",
     ) -> None:
         super().__init__(candidate_multiplier=candidate_multiplier, prior=prior, forgetting=forgetting)
         if score not in SCORES:

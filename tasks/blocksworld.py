@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 from tasks.base import Prompt, Score
 from tasks.blocksworld_plans import PLAN_CLOSE, PLAN_OPEN, format_action, parse_plan
 from tasks.blocksworld_problems import (
@@ -26,8 +28,10 @@ from tasks.splits import FileOrGeneratedSplits
 
 __all__ = ["BlocksworldTask", "generate_problems", "optimal_plan", "simulate"]
 
-TEMPLATES = ("text", "chat", "compact")
-REWARDS = ("binary", "shaped")
+Template = Literal["text", "chat", "compact"]
+TEMPLATES: tuple[str, ...] = get_args(Template)
+RewardMode = Literal["binary", "shaped"]
+REWARDS: tuple[str, ...] = get_args(RewardMode)
 RULES = (
     "I am playing with a set of blocks. I can do one of four actions at a time, holding at most one block:\n"
     "pick up X: X is on the table, nothing is on X, and my hand is empty;\n"
@@ -97,8 +101,8 @@ class BlocksworldTask(FileOrGeneratedSplits):
         max_blocks: int = 5,
         train_file: str | None = None,
         test_file: str | None = None,
-        template: str = "text",
-        reward: str = "binary",
+        template: Template = "text",
+        reward: RewardMode = "binary",
         shaped_scale: float = 0.5,
     ) -> None:
         if train_size < 0 or test_size < 0:

@@ -1,5 +1,7 @@
 """Countdown (TinyZero): reach a target with + - * / using each given number once."""
 
+from typing import Literal, get_args
+
 from tasks.arithmetic import MAX_EXPRESSION_CHARS, ArithmeticSyntaxError, parse_expression
 from tasks.base import Prompt, Score
 from tasks.countdown_problems import (
@@ -29,7 +31,8 @@ TINYZERO_PREFIX = (
     "assistant first thinks about the reasoning process in the mind and then provides the user with the answer.\n"
     "User: {instruction}\nAssistant: Let me solve this step by step.\n<think>"
 )
-TEMPLATES = ("tinyzero", "chat", "compact")
+Template = Literal["tinyzero", "chat", "compact"]
+TEMPLATES: tuple[str, ...] = get_args(Template)
 
 
 def countdown_reward(completion: str, nums: list[int], target: int, format_score: float = 0.1) -> float:
@@ -89,7 +92,7 @@ class CountdownTask(FileOrGeneratedSplits):
         max_target: int = 100,
         train_file: str | None = None,
         test_file: str | None = None,
-        template: str = "tinyzero",
+        template: Template = "tinyzero",
         format_score: float = 0.1,
     ) -> None:
         if train_size < 0 or test_size < 0:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import importlib.util
 import re
+from typing import Literal, get_args
 
 from tasks.base import Prompt, Score, Task
 from tasks.math_answers import AnswerTooLong, extract_answer, fast_equivalence
@@ -30,7 +31,8 @@ from tasks.splits import FileOrGeneratedSplits
 __all__ = ["INSTRUCTION", "MathTask", "generate_problems"]
 
 INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
-TEMPLATES = ("text", "chat", "compact")
+Template = Literal["text", "chat", "compact"]
+TEMPLATES: tuple[str, ...] = get_args(Template)
 _SPLIT_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 
@@ -73,7 +75,7 @@ class MathTask(FileOrGeneratedSplits):
         problem_field: str = "problem",
         answer_field: str = "answer",
         answer_from_solution: bool = False,
-        template: str = "text",
+        template: Template = "text",
         require_think_close: bool = False,
         number_fallback: bool = False,
         timeout_seconds: float = 5.0,
