@@ -11,6 +11,7 @@ first (the first includes one-time costs such as compilation, shown separately).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import sys
 import tempfile
@@ -48,7 +49,8 @@ class StepTimes(L.Callback):
         self.rows: list[dict] = []
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        self.rows.append(dict(pl_module.last_step_times))
+        times = pl_module.last_step_times
+        self.rows.append({**dataclasses.asdict(times), "tok_per_s": times.tok_per_s})
 
 
 def run(name: str, steps: int, extra: list[str]) -> dict:
@@ -56,7 +58,7 @@ def run(name: str, steps: int, extra: list[str]) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         args = [
             "--config",
-            str(ROOT / "configs" / "countdown.yaml"),
+            "countdown.yaml",
             f"--trainer.max_steps={steps}",
             f"--trainer.default_root_dir={tmp}",
             "--trainer.logger=false",

@@ -20,7 +20,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from samplers import SAMPLERS, BetaPosterior, PromptSelector, build_sampler  # noqa: E402
+from samplers import SAMPLERS, BetaPosterior, Outcomes, PromptSelector, build_sampler  # noqa: E402
 from samplers.base import top_k_first_wins  # noqa: E402
 from samplers.insight import wmi_score  # noqa: E402
 
@@ -73,8 +73,8 @@ def per_step(name: str, pool: int, batch: int, candidates: int, device: str, rep
     selector.to(device)
 
     def step():
-        ids = selector.next_batch()
-        selector.update(ids, torch.randint(0, GROUP_SIZE + 1, ids.shape), torch.full_like(ids, GROUP_SIZE))
+        ids = selector.select().ids
+        selector.update(Outcomes(ids, torch.randint(0, GROUP_SIZE + 1, ids.shape), torch.full_like(ids, GROUP_SIZE)))
 
     return timed(step, device, repeats)
 

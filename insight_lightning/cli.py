@@ -1,4 +1,4 @@
-"""The command line: `python -m insight_lightning fit|validate|test --config configs/countdown.yaml`."""
+"""The command line: `python -m insight_lightning fit|validate|test --config countdown.yaml`."""
 
 from __future__ import annotations
 
@@ -6,31 +6,98 @@ import logging
 import os
 import sys
 import warnings
+from pathlib import Path
 
-from jsonargparse import set_parsing_settings
+from jsonargparse import ActionConfigFile, ArgumentError, set_parsing_settings
 from lightning.pytorch.cli import LightningCLI
 
+from insight_lightning.cli_errors import explain
 from insight_lightning.data import PromptDataModule
+from insight_lightning.model_loading import PolicyLoadError
 from insight_lightning.module import GRPOModule
-from insight_lightning.policy import PolicyLoadError
-from insight_lightning.sampler_names import expand_sampler_names
 
 # The one-line docstrings under dataclass fields become the --help text of their options.
 set_parsing_settings(docstring_parse_attribute_docstrings=True)
 
+BUILTIN_CONFIGS = Path(__file__).resolve().parent / "configs"
+"""The configs shipped with the package; `--config NAME` finds them from any folder."""
+
 # Errors whose message tells the user what to fix; a traceback would only bury it.
-USER_ERRORS = (PolicyLoadError, FileNotFoundError, ImportError, ValueError)
+USER_ERRORS = (PolicyLoadError, FileNotFoundError, ImportError, ValueError, ArgumentError)
+
+
+def resolve_config(value: str) -> str:
+    """A config path as given when it exists, else the built-in config of that name (`countdown.yaml`,
+    `paper/countdown_qwen3_0.6b.yaml`, also `configs/countdown.yaml` or `countdown`)."""
+    if not isinstance(value, str) or os.path.exists(value) or "\n" in value or value.lstrip().startswith("{"):
+        return value  # an existing file, or YAML given inline
+    name = value.removeprefix("configs/")
+    for candidate in (BUILTIN_CONFIGS / name, BUILTIN_CONFIGS / f"{name}.yaml"):
+        if candidate.is_file():
+            return str(candidate)
+    if value.endswith((".yaml", ".yml", ".json")):
+        builtin = sorted(str(p.relative_to(BUILTIN_CONFIGS)) for p in BUILTIN_CONFIGS.rglob("*.yaml"))
+        raise FileNotFoundError(
+            f"Config file '{value}' does not exist, and it is not a built-in config ({', '.join(builtin)})."
+        )
+    return value
+
+
+class ConfigFileOrBuiltin(ActionConfigFile):
+    """--config PATH, or the name of a config shipped with the package."""
+
+    def __call__(self, parser, cfg, values, option_string=None):
+        super().__call__(parser, cfg, resolve_config(values), option_string)
 
 
 class InsightCLI(LightningCLI):
     """LightningCLI with the task shared by data and model, and the group size K shared by GRPO and selection."""
+
+    def init_parser(self, **kwargs):
+        kwargs.setdefault("dump_header", [f"insight_lightning (lightning.pytorch=={_lightning_version()})"])
+        parser = self.parser_class(**kwargs)
+        parser.add_argument(
+            "-c",
+            "--config",
+            action=ConfigFileOrBuiltin,
+            help="A YAML config: a path, or a built-in name (countdown.yaml, math.yaml, blocksworld.yaml, paper/...).",
+        )
+        return parser
 
     def add_arguments_to_parser(self, parser) -> None:
         parser.link_arguments("data.task", "model.task", apply_on="instantiate")
         parser.link_arguments("model.grpo.group_size", "data.group_size")
 
 
-CLI_SETTINGS = dict(seed_everything_default=0, auto_configure_optimizers=False, save_config_kwargs={"overwrite": True})
+def _lightning_version() -> str:
+    import lightning
+
+    return lightning.__version__
+
+
+def program_name() -> str:
+    """How the user started us, for --help: the console script, else `python -m insight_lightning`."""
+    name = Path(sys.argv[0]).name
+    return (
+        name
+        if name and name not in ("__main__.py", "-c", "-m") and not name.endswith(".py")
+        else ("python -m insight_lightning")
+    )
+
+
+# Parse errors raise (exit_on_error=False) instead of printing the whole usage: run_from_command_line prints the
+# one line that says what is wrong.
+PARSER_KWARGS = {
+    "prog": program_name(),
+    "exit_on_error": False,
+    **{command: {"exit_on_error": False} for command in ("fit", "validate", "test", "predict")},
+}
+CLI_SETTINGS = dict(
+    seed_everything_default=0,
+    auto_configure_optimizers=False,
+    save_config_kwargs={"overwrite": True},
+    parser_kwargs=PARSER_KWARGS,
+)
 
 
 def quiet_known_warnings() -> None:
@@ -55,26 +122,17 @@ def show_progress_messages() -> None:
 def main(args: list[str] | None = None, run: bool = True) -> InsightCLI:
     quiet_known_warnings()
     show_progress_messages()
-    return InsightCLI(
-        GRPOModule,
-        PromptDataModule,
-        args=None if args is None else expand_sampler_names(args),
-        run=run,
-        **CLI_SETTINGS,
-    )
+    return InsightCLI(GRPOModule, PromptDataModule, args=args, run=run, **CLI_SETTINGS)
 
 
 def run_from_command_line(argv: list[str] | None = None) -> None:
     """Entry point: user errors end with one line on stderr (INSIGHT_LIGHTNING_TRACEBACK=1 shows the traceback)."""
-    if argv is None:
-        # rewritten in place: LightningCLI reads sys.argv, and DDP/FSDP relaunch it for the other ranks
-        sys.argv[1:] = expand_sampler_names(sys.argv[1:])
     try:
-        main(argv)  # None: LightningCLI reads sys.argv itself
+        main(argv)  # None: LightningCLI reads sys.argv itself (DDP/FSDP relaunch it for the other ranks)
     except USER_ERRORS as err:
         if os.environ.get("INSIGHT_LIGHTNING_TRACEBACK") == "1":
             raise
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {explain(err)}", file=sys.stderr)
         sys.exit(2)
 
 

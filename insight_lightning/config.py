@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
-from insight_lightning.rollout import SamplingParams
+from insight_lightning.grpo import LOSS_AGGREGATIONS
+from insight_lightning.rollout import KVCache, SamplingParams
+
+Schedule = Literal["constant", "linear", "cosine"]
 
 
 @dataclass
@@ -38,6 +42,24 @@ class GRPOConfig:
     logprob_chunk_size: int = 1024
     """Tokens per chunk of the output-head + log-softmax, so no full-vocabulary tensor of the batch is built."""
 
+    def __post_init__(self) -> None:
+        if self.group_size < 2:
+            raise ValueError(
+                f"grpo.group_size={self.group_size}: it must be at least 2, since advantages compare completions of "
+                "the same prompt"
+            )
+        if self.loss_aggregation not in LOSS_AGGREGATIONS:
+            raise ValueError(
+                f"grpo.loss_aggregation must be one of {', '.join(sorted(LOSS_AGGREGATIONS))}, "
+                f"got '{self.loss_aggregation}'"
+            )
+        if self.mini_batch_size is not None and self.mini_batch_size <= 0:
+            raise ValueError(f"grpo.mini_batch_size must be positive or null, got {self.mini_batch_size}")
+        if self.micro_batch_size <= 0 or self.epochs <= 0:
+            raise ValueError(
+                f"grpo.micro_batch_size ({self.micro_batch_size}) and grpo.epochs ({self.epochs}) must be positive"
+            )
+
 
 @dataclass
 class RolloutConfig(SamplingParams):
@@ -45,7 +67,7 @@ class RolloutConfig(SamplingParams):
 
     max_prompt_tokens: int = 1024
     """Longer prompts are cut from the left (and counted in train/truncated_prompts)."""
-    cache: str = "dynamic"
+    cache: KVCache = "dynamic"
     """KV cache of HF generate: dynamic, or static (CUDA only; compiled, much faster per token)."""
     batch_size: int | None = None
     """Sequences per generate call (null: all of the step's sequences at once)."""
@@ -63,7 +85,7 @@ class OptimizerConfig:
     """AdamW betas."""
     warmup_steps: int = 0
     """Steps of linear warm-up from 0."""
-    schedule: str = "constant"
+    schedule: Schedule = "constant"
     """After warm-up: constant, linear or cosine decay to min_lr_ratio * lr at trainer.max_steps."""
     min_lr_ratio: float = 0.0
     """Final learning rate of the decaying schedules, as a fraction of lr."""
@@ -97,5 +119,3 @@ class LoggingConfig:
     """Log prompt, completion and reward of a few rollouts every N steps (0: never)."""
     num_text_samples: int = 4
     """Rollouts shown per text sample."""
-    histogram_every_n_steps: int = 10
-    """Histogram of the posterior means over the pool every N steps (0: never)."""

@@ -3,40 +3,62 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import lightning as L
+from torch import Tensor
 
-from samplers import PromptSelector, Sampler, build_sampler
+from insight_lightning.selection_callback import SelectionCallback
+from samplers import PromptSelector, Refresh, Sampler, SelectionRecord, build_sampler
 from tasks import Task, build_task
 
 
 @dataclass
 class PromptBatch:
-    """One step's prompts for this rank, and a way to ask the selector for more within the same step."""
+    """One training step's prompts for this rank, with the selection they came from."""
 
     examples: list[dict]
-    """This rank's shard of the step's selected examples."""
-    selection: SelectedBatches
-    """Where they came from: `selection.draw()` selects the next M prompts (on every rank alike) and returns
-    this rank's shard; samplers such as dynamic sampling use it to roll out more within a step."""
+    """This rank's shard of the selected examples."""
+    selection: SelectionRecord
+    """The selection (all ranks' prompts, the same on every rank) and what the beliefs said about it."""
+    refill: Refill | None = None
+    """For samplers that look at rollouts before committing (dynamic sampling): how to roll out more."""
 
-    @property
-    def sampler(self) -> Sampler:
-        return self.selection.selector.sampler
+
+@dataclass
+class Refill:
+    """Lets a step roll out further selections until enough of its groups are informative (DAPO's dynamic sampling).
+
+    The step calls `draw` at most `max_rounds` times; every rank calls it alike, so selections stay identical.
+    """
+
+    max_rounds: int
+    informative: Callable[[Tensor], Tensor]
+    """rewards [b, K] -> [b] bool: the groups worth training on."""
+    draw: Callable[[], PromptBatch]
+    """The next selection's shard of this rank."""
 
 
 class SelectedBatches:
-    """Training batches chosen one step at a time by the PromptSelector; yields this rank's shard of examples.
+    """Training batches chosen one step at a time by the selection owner; yields this rank's shard of examples.
 
     It is not a DataLoader on purpose: Lightning injects no distributed sampler, and because it has a length the
     loop does not prefetch, so each step's prompts are chosen only after the previous step's beliefs are updated.
     """
 
-    def __init__(self, examples: list[dict], selector: PromptSelector, rank: int, world_size: int, length: int) -> None:
+    def __init__(
+        self,
+        examples: list[dict],
+        select: Callable[[], SelectionRecord],
+        sampler: Sampler,
+        rank: int,
+        world_size: int,
+        length: int,
+    ) -> None:
         self.examples = examples
-        self.selector = selector
+        self.select = select
+        self.sampler = sampler
         self.rank = rank
         self.world_size = world_size
         self.length = length
@@ -45,13 +67,19 @@ class SelectedBatches:
         return self.length
 
     def __iter__(self) -> Iterator[PromptBatch]:
+        refill = None
+        if self.sampler.max_extra_rounds > 0:
+            refill = Refill(self.sampler.max_extra_rounds, self.sampler.informative, self.draw)
         for _ in range(self.length):
-            yield PromptBatch(self.draw(), self)
+            batch = self.draw()
+            batch.refill = refill
+            yield batch
 
-    def draw(self) -> list[dict]:
+    def draw(self) -> PromptBatch:
         """Select the next M prompts (identically on every rank) and return this rank's shard of them."""
-        ids = self.selector.next_batch()  # [M]
-        return [self.examples[i] for i in ids[self.rank :: self.world_size].tolist()]
+        record = self.select()
+        shard = record.ids[self.rank :: self.world_size].tolist()
+        return PromptBatch([self.examples[i] for i in shard], record)
 
 
 class ShardedBatches:
@@ -74,12 +102,18 @@ class ShardedBatches:
 class PromptDataModule(L.LightningDataModule):
     """A task's prompt pool with online selection for training, and its test split for validation.
 
+    The selection state (beliefs, candidate stream, RNG) belongs to the run's SelectionCallback, which builds its
+    PromptSelector with `make_selector` and supplies the training batches' selections.
+
     Args:
         task: the task: a registered name (e.g. countdown) or a Task object (class_path/init_args in YAML).
-        sampler: how prompts are selected: a registered name (e.g. uniform) or a Sampler object.
+        sampler: how prompts are selected: a registered name (e.g. uniform) or a Sampler class (e.g. InSightSampler,
+            which takes options: --data.sampler.eta=2).
         prompts_per_step: prompts selected per training step (M), across all ranks together.
         group_size: completions per prompt (K); the module's GRPO group size is linked to it.
         seed: seed of the selection stream and of the sampler's randomness.
+        refresh: step: the sampler scores fresh candidates every step (the paper's Algorithm 1); epoch: it ranks the
+            whole pool once per pass and the pass follows that order (beliefs still update every step).
         val_splits: splits scored in validation (null: the task's eval_splits, e.g. test; or math's named sets).
         val_batch_size: problems per validation batch on each rank.
         val_limit: evaluate only the first N problems of each validation split (null: all).
@@ -92,6 +126,7 @@ class PromptDataModule(L.LightningDataModule):
         prompts_per_step: int = 32,
         group_size: int = 8,
         seed: int = 0,
+        refresh: Refresh = "step",
         val_splits: list[str] | None = None,
         val_batch_size: int = 64,
         val_limit: int | None = None,
@@ -100,38 +135,50 @@ class PromptDataModule(L.LightningDataModule):
         self.task = build_task(task) if isinstance(task, str) else task
         self.sampler = build_sampler(sampler) if isinstance(sampler, str) else sampler
         if prompts_per_step <= 0 or group_size <= 0:
-            raise ValueError("prompts_per_step and group_size must be positive")
+            raise ValueError(
+                f"data.prompts_per_step ({prompts_per_step}) and data.group_size ({group_size}) must be positive"
+            )
         self.prompts_per_step = prompts_per_step
         self.group_size = group_size
         self.seed = seed
+        self.refresh = refresh
         self.val_splits = list(val_splits) if val_splits else list(getattr(self.task, "eval_splits", ("test",)))
         self.val_batch_size = val_batch_size
         self.val_limit = val_limit
         self.train_examples: list[dict] | None = None
         self.val_examples: dict[str, list[dict]] | None = None
-        self.selector: PromptSelector | None = None
 
     def setup(self, stage: str) -> None:
-        if self.selector is None and stage == "fit":
-            self.train_examples = self.task.examples("train")
-            world = self.trainer.world_size if self.trainer is not None else 1
-            if self.prompts_per_step % world:
+        if self.train_examples is None and stage == "fit":
+            if self.prompts_per_step % self._world:
                 raise ValueError(
                     f"data.prompts_per_step={self.prompts_per_step} must be divisible by the number of processes "
-                    f"({world}) so that every rank rolls out the same number of prompts"
+                    f"({self._world}) so that every rank rolls out the same number of prompts"
                 )
-            self.selector = PromptSelector(
-                self.sampler, len(self.train_examples), self.prompts_per_step, self.group_size, seed=self.seed
-            )
+            self.train_examples = self.task.examples("train")
         if self.val_examples is None:
             self.val_examples = {}
             for split in self.val_splits:
                 examples = self.task.examples(split)
                 self.val_examples[split] = examples[: self.val_limit] if self.val_limit else examples
 
+    def make_selector(self) -> PromptSelector:
+        """A fresh selector over the training pool (the SelectionCallback owns it and its state)."""
+        if self.train_examples is None:
+            raise RuntimeError("PromptDataModule.make_selector needs setup('fit') first")
+        return PromptSelector(
+            self.sampler,
+            len(self.train_examples),
+            self.prompts_per_step,
+            self.group_size,
+            seed=self.seed,
+            refresh=self.refresh,
+        )
+
     def train_dataloader(self) -> SelectedBatches:
+        owner = SelectionCallback.of(self.trainer)
         steps_per_pass = math.ceil(len(self.train_examples) / self.prompts_per_step)
-        return SelectedBatches(self.train_examples, self.selector, self._rank, self._world, steps_per_pass)
+        return SelectedBatches(self.train_examples, owner.select, self.sampler, self._rank, self._world, steps_per_pass)
 
     def val_dataloader(self) -> list[ShardedBatches]:
         """One loader per validation split, in the order of val_splits."""

@@ -1,7 +1,7 @@
 """Pure GRPO math: group advantages, the clipped policy loss, the k3 KL estimator and loss aggregation.
 
 Shapes: P prompts, K completions per prompt, B = P * K sequences (rows), T response tokens per row.
-Every function here is pure torch on tensors; the LightningModule orchestrates, it computes no formula inline.
+Every function here is pure torch on tensors; the learner (learner.py) orchestrates, it computes no formula inline.
 """
 
 from __future__ import annotations
@@ -15,8 +15,10 @@ from torch import Tensor
 __all__ = [
     "LOSS_AGGREGATIONS",
     "LossAggregation",
+    "TokenLoss",
     "aggregate_loss",
     "group_advantages",
+    "grpo_token_loss",
     "kl_k3",
     "loss_normalizer",
     "masked_mean",
@@ -86,6 +88,46 @@ def kl_k3(logp: Tensor, ref_logp: Tensor) -> Tensor:
     # logp, ref_logp: [B, T] -> [B, T]; unbiased for KL(pi || ref) when tokens are sampled from pi
     log_ratio = (ref_logp - logp).clamp(-_LOG_RATIO_LIMIT, _LOG_RATIO_LIMIT)  # [B, T]
     return torch.exp(log_ratio) - log_ratio - 1.0
+
+
+class TokenLoss(NamedTuple):
+    """The per-token GRPO objective and its terms, [B, T] each (aggregate with a mask)."""
+
+    loss: Tensor
+    """pg + kl_coef * kl - entropy_coef * entropy: what is minimised."""
+    pg: Tensor
+    """The clipped policy-gradient surrogate."""
+    clipped: Tensor
+    """bool: tokens whose gradient a clip cut."""
+    kl: Tensor
+    """k3 estimate of KL(pi || ref) (zeros without a KL term)."""
+
+
+def grpo_token_loss(
+    logp: Tensor,
+    old_logp: Tensor,
+    advantages: Tensor,
+    entropy: Tensor,
+    clip_low: float,
+    clip_high: float,
+    dual_clip: float | None = None,
+    ref_logp: Tensor | None = None,
+    kl_coef: float = 0.0,
+    entropy_coef: float = 0.0,
+) -> TokenLoss:
+    """The GRPO objective per token: clipped surrogate, plus a k3 KL penalty, minus an entropy bonus."""
+    # logp, old_logp, entropy, ref_logp: [B, T]; advantages: [B]
+    pg, clipped = policy_loss(logp, old_logp, advantages, clip_low, clip_high, dual_clip)  # [B, T]
+    loss = pg
+    kl = torch.zeros_like(pg)
+    if kl_coef > 0:
+        if ref_logp is None:
+            raise ValueError("kl_coef > 0 needs the reference log-probs (ref_logp)")
+        kl = kl_k3(logp, ref_logp)
+        loss = loss + kl_coef * kl
+    if entropy_coef > 0:
+        loss = loss - entropy_coef * entropy
+    return TokenLoss(loss, pg, clipped, kl)
 
 
 # ----------------------------------------------------------------------------------------------------------------

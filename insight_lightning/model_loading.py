@@ -1,4 +1,4 @@
-"""Building the policy: a Hugging Face causal LM by name or path (or the in-process tiny model), with LoRA."""
+"""Loading the policy's model: a Hugging Face causal LM by name or path (or the in-process tiny model), with LoRA."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import os
 import socket
 import urllib.parse
 from dataclasses import dataclass, field
+from typing import Literal
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
@@ -14,6 +15,7 @@ from insight_lightning.tiny_policy import TinyModelConfig, build_char_tokenizer,
 
 TINY = "tiny"
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+DType = Literal["auto", "float32", "bfloat16", "float16"]
 
 
 class PolicyLoadError(RuntimeError):
@@ -40,7 +42,7 @@ class PolicyConfig:
 
     name: str = TINY
     """'tiny' for the offline in-process model, else a Hugging Face model name or a local folder."""
-    dtype: str = "auto"
+    dtype: DType = "auto"
     """Parameter dtype: auto (bfloat16 on GPU, float32 on CPU), float32, bfloat16 or float16."""
     lora: LoraSettings | None = field(default_factory=LoraSettings)
     """LoRA settings; null trains all weights (full fine-tuning)."""

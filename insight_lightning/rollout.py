@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import Tensor
 from transformers import GenerationConfig
+
+KVCache = Literal["dynamic", "static"]
 
 
 @dataclass
@@ -114,7 +117,7 @@ class HFGenerateEngine(RolloutEngine):
         pad_token_id: id used to pad prompts and finished completions.
     """
 
-    def __init__(self, eos_token_ids: list[int], pad_token_id: int, cache: str = "dynamic") -> None:
+    def __init__(self, eos_token_ids: list[int], pad_token_id: int, cache: KVCache = "dynamic") -> None:
         if cache not in ("dynamic", "static"):
             raise ValueError(f"rollout cache must be 'dynamic' or 'static', got '{cache}'")
         self.cache = cache

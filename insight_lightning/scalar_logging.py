@@ -21,3 +21,15 @@ def tensorboard(trainer: L.Trainer):
         if isinstance(logger, TensorBoardLogger):
             return logger.experiment
     return None
+
+
+def log_text_samples(trainer: L.Trainer, prompts: list[str], completions: list[str], rewards: list[float], step: int):
+    """Prompt, completion and reward of a few rollouts, as one markdown text under the `samples` tag."""
+    experiment = tensorboard(trainer)
+    if experiment is None:
+        return
+    rows = [
+        f"**reward {reward:.2f}**\n\n```\n{prompt}{completion}\n```"
+        for prompt, completion, reward in zip(prompts, completions, rewards)
+    ]
+    experiment.add_text("samples", "\n\n---\n\n".join(rows), step)

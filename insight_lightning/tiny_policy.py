@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import string
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
@@ -24,7 +25,7 @@ CHARACTERS = string.printable.replace("\x0b", "").replace("\x0c", "").replace("\
 class TinyModelConfig:
     """Shape of the in-process model used when `policy.name` is `tiny`."""
 
-    architecture: str = "llama"
+    architecture: Literal["llama", "qwen2"] = "llama"
     """Model family of the tiny policy: llama or qwen2."""
     hidden_size: int = 128
     """Width of the residual stream."""

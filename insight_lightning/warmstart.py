@@ -19,6 +19,8 @@ import torch
 from torch import Tensor
 
 from insight_lightning.logprobs import sequence_logprobs
+from insight_lightning.prompts import PromptEncoder
+from tasks import Task
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +60,54 @@ class WarmStartResult:
     from_cache: bool = False
     cache_path: str | None = None
     losses: list[tuple[int, float]] = field(default_factory=list)
+
+
+def shared_warm_start(
+    base: torch.nn.Module,
+    prompts: PromptEncoder,
+    task: Task,
+    config: WarmStartConfig,
+    device: torch.device,
+    strategy=None,
+) -> WarmStartResult:
+    """Supervised warm-start on rank 0 (or from its cache); the other ranks receive rank 0's weights.
+
+    strategy: the Lightning strategy of a distributed run (None: a single process).
+    """
+    is_zero = strategy is None or strategy.global_rank == 0
+    result = None
+    if is_zero:
+        pairs = [] if config.init_from else reference_pairs(task, prompts, config)
+        if pairs:
+            log.info(
+                "Warm-start: supervised training on %d reference solutions (up to %.0f s)",
+                len(pairs),
+                config.max_seconds,
+            )
+        result = warm_start(base, prompts.tokenizer, pairs, config, device)
+        base.to("cpu")
+    if strategy is not None and strategy.world_size > 1:
+        state = strategy.broadcast({k: v.cpu() for k, v in base.state_dict().items()} if is_zero else None, src=0)
+        base.load_state_dict(state)
+        result = strategy.broadcast(result, src=0)
+    log.info(
+        "Warm-start done: %d steps, %.0f s, loss %.4f%s",
+        result.steps,
+        result.seconds,
+        result.final_loss,
+        " (from cache)" if result.from_cache else "",
+    )
+    return result
+
+
+def reference_pairs(task: Task, prompts: PromptEncoder, config: WarmStartConfig) -> list[tuple[str, str]]:
+    """(prompt text as the policy sees it, reference solution) for the task's warm-start problems."""
+    pairs = []
+    for example in task.warmstart_examples(config.num_examples, config.seed):
+        solution = task.solution(example)
+        if solution is not None:
+            pairs.append((prompts.render(task.prompt(example)), solution))
+    return pairs
 
 
 def encode_supervised(tokenizer, prompts: Sequence[str], completions: Sequence[str]) -> tuple[Tensor, Tensor, Tensor]:

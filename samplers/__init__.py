@@ -3,14 +3,14 @@
 Framework-free: a sampler is tensors in, prompt ids out. Nothing here imports Lightning or insight_lightning.
 """
 
-from samplers.base import Sampler
+from samplers.base import Choice, Sampler
 from samplers.difficulty import ExpectedDifficultySampler, InverseEvidenceSampler
 from samplers.dynamic_sampling import DynamicSamplingSampler
 from samplers.insight import InSightSampler, mutual_information, wmi_score
 from samplers.mopps import MoPPSSampler
 from samplers.posterior import BetaPosterior
 from samplers.registry import SAMPLERS, build_sampler, register_sampler
-from samplers.selection import PromptSelector, SelectionRecord
+from samplers.selection import REFRESH_MODES, Outcomes, PromptSelector, Refresh, SelectionRecord
 from samplers.stream import CandidateStream
 from samplers.uniform import UniformSampler
 
@@ -24,6 +24,10 @@ __all__ = [
     "InverseEvidenceSampler",
     "MoPPSSampler",
     "mutual_information",
+    "Choice",
+    "Outcomes",
+    "REFRESH_MODES",
+    "Refresh",
     "wmi_score",
     "PromptSelector",
     "Sampler",

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
 from torch import Tensor
 
 from samplers.posterior import BetaPosterior
+
+
+@dataclass
+class Choice:
+    """A sampler's pick from one candidate set, and the scores it ranked them by."""
+
+    ids: Tensor  # [k] int64, CPU: the chosen prompt ids, best first
+    scores: Tensor | None  # [C] the score of every candidate (None: a sampler that overrides select())
 
 
 class Sampler:
@@ -35,7 +44,6 @@ class Sampler:
         self.prior = (float(prior[0]), float(prior[1]))
         self.forgetting = float(forgetting)
         self.group_size = 1
-        self.last_scores: Tensor | None = None  # [C] scores of the latest selection, for diagnostics
 
     def setup(self, pool_size: int, batch_size: int, group_size: int) -> None:
         """Called once before the first selection with the pool size N, the batch M and the group size K."""
@@ -50,9 +58,17 @@ class Sampler:
 
     def select(self, candidate_ids: Tensor, posterior: BetaPosterior, k: int, generator: torch.Generator) -> Tensor:
         """The k best candidates by score ([k] int64, CPU); equal scores keep the (random) candidate order."""
+        return self._top_k_by_score(candidate_ids, posterior, k, generator).ids
+
+    def choose(self, candidate_ids: Tensor, posterior: BetaPosterior, k: int, generator: torch.Generator) -> Choice:
+        """What the selector calls: select()'s ids, with the candidates' scores when the sampler ranks by score()."""
+        if type(self).select is not Sampler.select:  # a sampler with its own select() keeps its own rule
+            return Choice(self.select(candidate_ids, posterior, k, generator), None)
+        return self._top_k_by_score(candidate_ids, posterior, k, generator)
+
+    def _top_k_by_score(self, candidate_ids: Tensor, posterior: BetaPosterior, k: int, generator) -> Choice:
         scores = self.score(candidate_ids.to(posterior.device), posterior, generator)  # [C]
-        self.last_scores = scores
-        return candidate_ids[top_k_first_wins(scores, k).cpu()]
+        return Choice(candidate_ids[top_k_first_wins(scores, k).cpu()], scores)
 
     def informative(self, rewards: Tensor) -> Tensor:
         """Which groups of rewards [b, K] are worth training on ([b] bool); used when max_extra_rounds > 0."""

@@ -51,8 +51,6 @@ def tiny_fit_args(tmp_path, warmstart_cache):
             "4",
             "--model.logging.text_samples_every_n_steps",
             "1",
-            "--model.logging.histogram_every_n_steps",
-            "1",
             "--data.task.init_args.train_size",
             "64",
             "--data.task.init_args.test_size",
@@ -74,13 +72,15 @@ def subprocess_env() -> dict:
     return env
 
 
-def cli(*args: str, env_extra: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+def cli(
+    *args: str, env_extra: dict | None = None, timeout: float = 600, cwd: Path = ROOT
+) -> subprocess.CompletedProcess:
     """`python -m insight_lightning ARGS` in a subprocess, as a user runs it (DDP and FSDP relaunch its argv)."""
     env = subprocess_env()
     env.update(env_extra or {})
     return subprocess.run(
         [sys.executable, "-m", "insight_lightning", *args],
-        cwd=ROOT,
+        cwd=cwd,
         env=env,
         capture_output=True,
         text=True,

@@ -6,6 +6,8 @@ import lightning as L
 import torch
 from torch.distributed.tensor import DTensor
 
+from insight_lightning.selection_callback import SelectionCallback
+
 
 def _full(tensor: torch.Tensor) -> torch.Tensor:
     """The whole tensor of a (FSDP2-sharded) DTensor; a plain tensor as it is."""
@@ -20,10 +22,10 @@ class SelectionProbe(L.Callback):
         self.selections: list[list[int]] = []
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        self.selections.append([i for record in trainer.datamodule.selector.pending for i in record.ids.tolist()])
+        self.selections.append(batch.selection.ids.tolist())  # the step's selection, before any extra rounds
 
     def on_train_end(self, trainer, pl_module) -> None:
-        posterior = trainer.datamodule.selector.posterior
+        posterior = SelectionCallback.of(trainer).selector.posterior
         weights = {n: _full(p).detach().cpu().clone() for n, p in pl_module.named_parameters() if p.requires_grad}
         os.makedirs(self.out_dir, exist_ok=True)
         torch.save(

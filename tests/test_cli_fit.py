@@ -8,6 +8,7 @@ from conftest import ROOT, cli
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from insight_lightning.cli import main
+from insight_lightning.selection_callback import SelectionCallback
 
 REQUIRED_TAGS = {
     "train/reward",
@@ -48,11 +49,12 @@ def events(save_dir: Path) -> EventAccumulator:
 
 
 def test_fit_trains_the_adapter_and_writes_tensorboard(tiny_fit_args, tmp_path):
-    cli = main(tiny_fit_args(3, *probe_args(tmp_path / "probe")))
+    cli = main(tiny_fit_args(3, *probe_args(tmp_path / "probe"), *SIGNAL))
     assert cli.trainer.global_step == 3
     lora = {n: p for n, p in cli.model.named_parameters() if p.requires_grad}
     assert lora and all("lora_" in n for n in lora)
-    # LoRA B starts at zero: any non-zero B means the policy-gradient updates reached the adapter
+    # LoRA B starts at zero: any non-zero B means the updates reached the adapter (the entropy bonus guarantees a
+    # gradient even when every group's rewards tie; tests/test_learner.py checks the policy-gradient itself)
     assert any(p.abs().sum() > 0 for n, p in lora.items() if "lora_B" in n)
     frozen = [p for p in cli.model.parameters() if not p.requires_grad]
     assert frozen and all(p.grad is None for p in frozen)
@@ -65,7 +67,7 @@ def test_fit_trains_the_adapter_and_writes_tensorboard(tiny_fit_args, tmp_path):
     assert [e.step for e in acc.Scalars("val/accuracy")] == [0, 2, 3]
     assert [e.step for e in acc.Scalars("train/reward")] == [1, 2, 3]
     # every selected prompt's outcome reached the beliefs: K trials per prompt and step
-    posterior = cli.datamodule.selector.posterior
+    posterior = SelectionCallback.of(cli.trainer).selector.posterior
     assert posterior.evidence.sum().item() == 64 * 2 + 3 * 8 * 4
 
 
@@ -193,9 +195,9 @@ def test_export_writes_a_merged_model_that_matches_the_trained_policy(tiny_fit_a
     merged = AutoModelForCausalLM.from_pretrained(out)
     tokenizer = AutoTokenizer.from_pretrained(out)
     ids = tokenizer(["12 from 3 4 5:"], return_tensors="pt")["input_ids"]
-    cli.model.policy.eval()
+    trained = cli.model.policy.model.eval()
     with torch.no_grad():
-        expected = cli.model.policy(input_ids=ids).logits
+        expected = trained(input_ids=ids).logits
         got = merged(input_ids=ids).logits
     assert not any("lora" in name for name, _ in merged.named_parameters())
     torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)

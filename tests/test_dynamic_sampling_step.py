@@ -1,14 +1,11 @@
-"""The training step's collection of rollouts under dynamic sampling (DAPO DS), with a scripted policy and task."""
-
-from types import SimpleNamespace
+"""Experience collection under dynamic sampling (DAPO DS), with a scripted policy, task and selection."""
 
 import torch
 
-from insight_lightning.config import GRPOConfig
-from insight_lightning.data import PromptBatch
-from insight_lightning.module import GRPOModule
-from insight_lightning.rollout import RolloutBatch
-from samplers import build_sampler
+from insight_lightning.data import PromptBatch, Refill
+from insight_lightning.experience import collect_experience
+from insight_lightning.rollout import RolloutBatch, SamplingParams
+from samplers import SelectionRecord, build_sampler
 from tasks import Score, Task
 
 
@@ -19,75 +16,110 @@ class ScriptedTask(Task):
         return [{} for _ in range(100)]
 
     def prompt(self, example):
-        return "p"
+        return str(example["id"])
 
     def score(self, completion, example):
         prompt_id, sample = map(int, completion.split(":"))
+        assert prompt_id == example["id"]  # completions stay aligned with their prompts
         correct = prompt_id % 3 == 0 and sample % 2 == 0
         return Score(1.0 if correct else 0.0, correct)
+
+
+class ScriptedPolicy:
+    """Completions 'prompt:sample'; the rollout's completion ids carry the prompt id, to check row selection."""
+
+    pad_token_id = 0
+
+    def __init__(self):
+        self.calls = 0
+
+    def sample(self, prompts, n, params):
+        self.calls += 1
+        ids = torch.tensor([int(p) for p in prompts for _ in range(n)])
+        ones = torch.ones(ids.numel(), 3, dtype=torch.long)
+        rollout = RolloutBatch(ones, ones, ids[:, None].repeat(1, 2), torch.ones(ids.numel(), 2, dtype=torch.long))
+        return rollout, [f"{p}:{j}" for p in prompts for j in range(n)]
+
+
+def record(ids):
+    ids = torch.tensor(ids)
+    zeros = torch.zeros(len(ids))
+    return SelectionRecord(ids, zeros, zeros, zeros.bool(), len(ids), None)
 
 
 class ScriptedSelection:
     """Hands out the pool in order, M prompts per draw, and counts the draws."""
 
-    def __init__(self, examples, m, sampler):
+    def __init__(self, examples, m):
         self.examples, self.m, self.draws = examples, m, 0
-        self.selector = SimpleNamespace(sampler=sampler)
+
+    def first(self, sampler=None):
+        refill = None
+        if sampler is not None and sampler.max_extra_rounds > 0:
+            refill = Refill(sampler.max_extra_rounds, sampler.informative, self.draw)
+        return PromptBatch(self.examples[: self.m], record(range(self.m)), refill)
 
     def draw(self):
         self.draws += 1
-        return self.examples[self.draws * self.m : (self.draws + 1) * self.m]
+        part = self.examples[self.draws * self.m : (self.draws + 1) * self.m]
+        return PromptBatch(part, record([e["id"] for e in part]))
 
 
-def scripted_module(k=4):
+def run_step(sampler, m=6, k=4):
     task = ScriptedTask()
-    module = GRPOModule(grpo=GRPOConfig(group_size=k), task=task)
-    module.tokenizer = SimpleNamespace(pad_token_id=0)
-
-    def sample(examples, n, params):
-        rows = len(examples) * n
-        ones = torch.ones(rows, 3, dtype=torch.long)
-        rollout = RolloutBatch(ones, ones, ones * 5, ones)
-        return rollout, [f"{e['id']}:{j}" for e in examples for j in range(n)]
-
-    module.sample = sample
-    return module, task
-
-
-def run_step(max_extra_rounds, m=6):
-    module, task = scripted_module()
-    examples = task.examples("train")
-    sampler = build_sampler("dynamic_sampling", max_extra_rounds=max_extra_rounds)
-    selection = ScriptedSelection(examples, m, sampler)
-    step = module._collect_rollouts(PromptBatch(examples[:m], selection))
-    return step, selection
+    selection = ScriptedSelection(task.examples("train"), m)
+    policy = ScriptedPolicy()
+    experience = collect_experience(selection.first(sampler), policy, task, k, SamplingParams())
+    return experience, selection, policy
 
 
 def test_dynamic_sampling_trains_only_on_informative_groups_once_it_has_enough():
-    step, selection = run_step(max_extra_rounds=10)
+    step, selection, policy = run_step(build_sampler("dynamic_sampling", max_extra_rounds=10))
     # ids 0..5 hold two informative prompts (0, 3); 6..11 two more (6, 9); 12..17 two more (12, 15): 3 draws in all
-    assert selection.draws == 2
+    assert selection.draws == 2 and policy.calls == 3
     assert [e["id"] for e in step.examples] == [0, 3, 6, 9, 12, 15]
     assert bool((step.scores.rewards.amax(1) > step.scores.rewards.amin(1)).all())
-    assert step.rollout.completion_ids.shape[0] == 6 * 4
+    # the kept rows are those of the kept groups, in the same order as their completions and examples
+    assert step.rollout.completion_ids[:, 0].tolist() == [i for i in (0, 3, 6, 9, 12, 15) for _ in range(4)]
+    assert [c.split(":")[0] for c in step.completions] == [str(i) for i in (0, 3, 6, 9, 12, 15) for _ in range(4)]
     # every group rolled out reaches the beliefs, the discarded ones too; the extra rollouts are counted
-    assert step.outcomes["ids"].tolist() == list(range(18))
-    assert step.extra_metrics["selection/extra_rollouts"].item() == 12 * 4
-    assert step.extra_metrics["selection/extra_rounds"].item() == 2
+    assert step.outcomes.outcomes.ids.tolist() == list(range(18))
+    assert step.outcomes.outcomes.successes.tolist() == [2 if i % 3 == 0 else 0 for i in range(18)]
+    assert [r.ids.tolist() for r in step.outcomes.selections] == [
+        list(range(0, 6)),
+        list(range(6, 12)),
+        list(range(12, 18)),
+    ]
+    metrics = step.selection_metrics(4)
+    assert metrics["selection/extra_rollouts"].item() == 12 * 4 and metrics["selection/extra_rounds"].item() == 2
+    assert step.sequences_generated == 18 * 4 and step.generated_tokens == 18 * 4 * 2
 
 
 def test_dynamic_sampling_respects_its_cap_and_fills_with_uninformative_groups():
-    step, selection = run_step(max_extra_rounds=1)
+    step, selection, _ = run_step(build_sampler("dynamic_sampling", max_extra_rounds=1))
     assert selection.draws == 1
     ids = [e["id"] for e in step.examples]
     assert ids[:4] == [0, 3, 6, 9] and len(ids) == 6  # the informative ones first, then uninformative fill
-    assert step.outcomes["ids"].numel() == 12
+    assert step.outcomes.outcomes.ids.numel() == 12
+
+
+def test_a_rank_short_of_informative_groups_makes_every_rank_draw_again():
+    task = ScriptedTask()
+    selection = ScriptedSelection(task.examples("train"), 6)
+    sampler = build_sampler("dynamic_sampling", max_extra_rounds=3)
+    # this rank has enough after two draws, but another rank is short for one more round (the collective says so)
+    shortfalls, answers = [], iter([True, True, True])
+
+    def any_rank_short(shortfall):
+        shortfalls.append(shortfall)
+        return next(answers)
+
+    step = collect_experience(selection.first(sampler), ScriptedPolicy(), task, 4, SamplingParams(), any_rank_short)
+    assert shortfalls == [4, 2, 0] and selection.draws == 3  # the third round: the cap
+    assert [e["id"] for e in step.examples] == [0, 3, 6, 9, 12, 15]  # still trains on M groups
 
 
 def test_samplers_without_extra_rounds_roll_out_the_selection_as_it_is():
-    module, task = scripted_module()
-    examples = task.examples("train")
-    selection = ScriptedSelection(examples, 6, build_sampler("uniform"))
-    step = module._collect_rollouts(PromptBatch(examples[:6], selection))
-    assert selection.draws == 0 and [e["id"] for e in step.examples] == list(range(6))
-    assert step.extra_metrics == {}
+    step, selection, policy = run_step(build_sampler("uniform"))
+    assert selection.draws == 0 and policy.calls == 1 and [e["id"] for e in step.examples] == list(range(6))
+    assert step.selection_metrics(4) == {} and step.outcomes.outcomes.trials.tolist() == [4] * 6

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from insight_lightning.config import OptimizerConfig
-from insight_lightning.module import _lr_lambda
-from insight_lightning.policy import PolicyConfig, PolicyLoadError, apply_adapter, build_base_policy
+from insight_lightning.model_loading import PolicyConfig, PolicyLoadError, apply_adapter, build_base_policy
+from insight_lightning.optimization import learning_rate_factor
 from insight_lightning.prompts import PromptEncoder
 from insight_lightning.rollout import HFGenerateEngine, SamplingParams, completion_mask_from_eos
 from insight_lightning.tiny_policy import TinyModelConfig, build_char_tokenizer, build_tiny_model
@@ -116,10 +116,12 @@ def test_warm_start_learns_and_is_cached(tmp_path):
 
 
 def test_learning_rate_schedules():
-    warm_cos = _lr_lambda(OptimizerConfig(warmup_steps=2, schedule="cosine", min_lr_ratio=0.1), total_steps=12)
+    warm_cos = learning_rate_factor(
+        OptimizerConfig(warmup_steps=2, schedule="cosine", min_lr_ratio=0.1), total_steps=12
+    )
     assert [round(warm_cos(s), 4) for s in (0, 1, 2, 7, 12)] == [0.5, 1.0, 1.0, 0.55, 0.1]
-    linear = _lr_lambda(OptimizerConfig(schedule="linear"), total_steps=10)
+    linear = learning_rate_factor(OptimizerConfig(schedule="linear"), total_steps=10)
     assert linear(5) == 0.5 and linear(10) == 0.0
-    assert _lr_lambda(OptimizerConfig(), total_steps=10)(7) == 1.0
+    assert learning_rate_factor(OptimizerConfig(), total_steps=10)(7) == 1.0
     with pytest.raises(ValueError, match="schedule"):
-        _lr_lambda(OptimizerConfig(schedule="step"), 10)
+        learning_rate_factor(OptimizerConfig(schedule="step"), 10)

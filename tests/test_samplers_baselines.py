@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from samplers import BetaPosterior, PromptSelector, build_sampler
+from samplers import BetaPosterior, Outcomes, PromptSelector, build_sampler
 from samplers.base import top_k_first_wins
 from samplers.randomness import derive_generator, sample_beta
 
@@ -42,10 +42,10 @@ def mopps_selector(seed, **options):
 
 
 def test_mopps_is_reproducible_under_a_seed_and_aims_at_the_target():
-    assert torch.equal(mopps_selector(5).next_batch(), mopps_selector(5).next_batch())
-    assert not torch.equal(mopps_selector(5).next_batch(), mopps_selector(6).next_batch())
+    assert torch.equal(mopps_selector(5).select().ids, mopps_selector(5).select().ids)
+    assert not torch.equal(mopps_selector(5).select().ids, mopps_selector(6).select().ids)
     selector = mopps_selector(0)
-    ids = selector.next_batch()
+    ids = selector.select().ids
     chosen = selector.posterior.mean[ids]
     # Thompson draws are noisy, but the chosen prompts' means sit far closer to 0.5 than the pool's
     assert (chosen - 0.5).abs().mean() < 0.5 * (selector.posterior.mean - 0.5).abs().mean()
@@ -94,9 +94,9 @@ def test_every_sampler_resumes_its_selections_exactly(name):
             selector.load_state_dict(state)
         picks = []
         for step in range(first_step, first_step + steps):
-            ids = selector.next_batch()
+            ids = selector.select().ids
             picks.append(ids)
-            selector.update(ids, (ids * 7 + step) % 9, torch.full_like(ids, 8))
+            selector.update(Outcomes(ids, (ids * 7 + step) % 9, torch.full_like(ids, 8)))
         return selector, picks
 
     full, full_picks = run(8)

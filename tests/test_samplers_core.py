@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import samplers
-from samplers import BetaPosterior, CandidateStream, PromptSelector, Sampler, build_sampler, register_sampler
+from samplers import BetaPosterior, CandidateStream, Outcomes, PromptSelector, Sampler, build_sampler, register_sampler
 
 
 def test_registry_builds_uniform_and_rejects_unknown_names():
@@ -30,8 +30,9 @@ def test_user_sampler_registered_with_decorator_is_buildable():
     try:
         selector = PromptSelector(build_sampler("test_lowest_mean", candidate_multiplier=8), 16, 2, group_size=4)
         selector.posterior.update(torch.arange(16), torch.arange(16) % 5, torch.full((16,), 4))
-        ids = selector.next_batch()
-        assert selector.pending[-1].num_candidates == 16  # Mhat = 8 * 2 covers the whole pool
+        record = selector.select()
+        ids = record.ids
+        assert record.num_candidates == 16 and record.scores.shape == (16,)  # Mhat = 8 * 2 covers the whole pool
         assert set(ids.tolist()) <= {0, 5, 10, 15}  # the prompts with the lowest posterior mean
     finally:
         samplers.SAMPLERS.pop("test_lowest_mean")
@@ -102,9 +103,9 @@ def test_selector_is_deterministic_and_resumes_exactly():
             sel.load_state_dict(state)
         picks = []
         for _ in range(steps):
-            ids = sel.next_batch()
+            ids = sel.select().ids
             picks.append(ids)
-            sel.update(ids, ids % 5, torch.full_like(ids, 4))
+            sel.update(Outcomes(ids, ids % 5, torch.full_like(ids, 4)))
         return sel, picks
 
     full, full_picks = run(10)
@@ -141,7 +142,78 @@ def test_scored_selection_breaks_ties_by_random_candidate_order():
     counts = torch.zeros(100)
     for seed in range(200):
         sel = PromptSelector(Constant(candidate_multiplier=100), 100, 5, group_size=2, seed=seed)
-        counts[sel.next_batch()] += 1
+        counts[sel.select().ids] += 1
     # ties never fall back to index order: low ids are not favoured
     assert counts[:5].sum() < 50
     assert (counts > 0).sum() > 90
+
+
+class LowestMeanFirst(Sampler):
+    """Scores by the lowest posterior mean (a deterministic ranking to check the order of a pass against)."""
+
+    def score(self, candidate_ids, posterior, generator):
+        return -posterior.mean[candidate_ids]
+
+
+def test_epoch_refresh_ranks_the_pool_once_per_pass_and_follows_that_order():
+    sel = PromptSelector(LowestMeanFirst(), 12, 4, group_size=4, seed=0, refresh="epoch")
+    # beliefs before the first pass: prompt i has mean rising with i, so the pass ranks 0, 1, ..., 11
+    sel.posterior.update(torch.arange(12), torch.arange(12), torch.full((12,), 12))
+    first = sel.select()
+    assert first.ids.tolist() == [0, 1, 2, 3] and first.num_candidates == 12 and first.scores.shape == (12,)
+    # new evidence makes 11 the hardest prompt; step mode would pick it now, the fixed order of the pass does not
+    sel.update(Outcomes(torch.tensor([11]), torch.tensor([0]), torch.tensor([400])))
+    second = sel.select()
+    assert second.ids.tolist() == [4, 5, 6, 7] and second.num_candidates == 0 and second.scores is None
+    assert sel.select().ids.tolist() == [8, 9, 10, 11]
+    # the next pass is ranked from the updated beliefs: 11 first
+    assert sel.select().ids[0].item() == 11
+
+
+def test_epoch_refresh_visits_every_prompt_once_per_pass_across_uneven_pass_boundaries():
+    sel = PromptSelector(build_sampler("insight"), 10, 4, group_size=4, seed=3, refresh="epoch")
+    draws = []
+    for _ in range(10):
+        record = sel.select()
+        assert torch.unique(record.ids).numel() == 4  # no repeat within a draw, also across a pass boundary
+        draws.append(record.ids)
+        sel.update(Outcomes(record.ids, record.ids % 5, torch.full_like(record.ids, 4)))
+    flat = torch.cat(draws)  # 40 selections = 4 passes over 10 prompts
+    assert torch.bincount(flat, minlength=10).tolist() == [4] * 10
+
+
+def test_epoch_refresh_resumes_exactly_and_refuses_a_step_mode_state():
+    def run(steps, state=None):
+        sel = PromptSelector(build_sampler("mopps"), 30, 8, group_size=4, seed=5, refresh="epoch")
+        if state is not None:
+            sel.load_state_dict(state)
+        picks = []
+        for _ in range(steps):
+            ids = sel.select().ids
+            picks.append(ids)
+            sel.update(Outcomes(ids, ids % 5, torch.full_like(ids, 4)))
+        return sel, picks
+
+    _, full = run(9)
+    half, _ = run(5)
+    _, resumed = run(4, state=half.state_dict())
+    assert all(torch.equal(a, b) for a, b in zip(full[5:], resumed))
+    step_mode = PromptSelector(build_sampler("mopps"), 30, 8, group_size=4, seed=5)
+    with pytest.raises(ValueError, match="data.refresh"):
+        step_mode.load_state_dict(half.state_dict())
+
+
+def test_choose_reports_scores_only_for_scoring_samplers_and_user_select_may_call_super():
+    posterior = BetaPosterior(20)
+    candidates = torch.randperm(20, generator=torch.Generator().manual_seed(0))
+
+    class EvenOnly(LowestMeanFirst):
+        def select(self, candidate_ids, posterior, k, generator):
+            ranked = super().select(candidate_ids, posterior, candidate_ids.numel(), generator)
+            return ranked[ranked % 2 == 0][:k]
+
+    scored = LowestMeanFirst().choose(candidates, posterior, 5, torch.Generator())
+    assert scored.scores is not None and scored.ids.tolist() == candidates[:5].tolist()  # ties: candidate order
+    own = EvenOnly().choose(candidates, posterior, 5, torch.Generator())
+    assert own.scores is None and all(i % 2 == 0 for i in own.ids.tolist())
+    assert build_sampler("uniform").choose(candidates, posterior, 5, torch.Generator()).scores is None

@@ -92,7 +92,7 @@ def test_insight_prefers_unseen_prompts_and_covers_them_uniformly():
     counts = torch.zeros(64)
     for seed in range(100):
         selector = PromptSelector(build_sampler("insight"), 64, 4, group_size=8, seed=seed)
-        ids = selector.next_batch()
+        ids = selector.select().ids
         counts[ids] += 1
     # 400 picks over 64 equally-scored unseen prompts: every prompt is picked, none far more than its share
     assert (counts > 0).all() and counts.max() <= 20
@@ -100,7 +100,7 @@ def test_insight_prefers_unseen_prompts_and_covers_them_uniformly():
     selector = PromptSelector(build_sampler("insight", candidate_multiplier=16), 64, 4, group_size=8, seed=0)
     seen = torch.arange(32)
     selector.posterior.update(seen, torch.full((32,), 4), torch.full((32,), 8))
-    assert set(selector.next_batch().tolist()).isdisjoint(seen.tolist())
+    assert set(selector.select().ids.tolist()).isdisjoint(seen.tolist())
 
 
 def test_insight_picks_the_highest_scores_and_its_ablations_change_the_ranking():
@@ -122,7 +122,7 @@ def test_insight_sampled_belief_is_reproducible_under_a_seed():
     def run(seed):
         selector = PromptSelector(build_sampler("insight", belief="sample"), 200, 8, group_size=8, seed=seed)
         selector.posterior.update(torch.arange(200), torch.arange(200) % 9, torch.full((200,), 8))
-        return selector.next_batch()
+        return selector.select().ids
 
     assert torch.equal(run(1), run(1)) and not torch.equal(run(1), run(2))
 

@@ -1,0 +1,194 @@
+"""The learner: one step's clipped policy-gradient updates, epochs x mini-batches x micro-batches.
+
+Gradients accumulate over the micro-batches of a mini-batch and are synchronised across ranks only on its last
+one; each mini-batch is one optimizer update. The loss of a mini-batch does not depend on how it is split into
+micro-batches (grpo.py: a sum over rows and tokens divided by a normaliser computed once per mini-batch), nor, under
+DDP/FSDP2, on how the rows are split across ranks: the normaliser is the global one.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+
+import lightning as L
+import torch
+from torch import Tensor
+from torch.distributed.tensor import DTensor
+
+from insight_lightning.config import GRPOConfig
+from insight_lightning.fsdp import gradient_sync
+from insight_lightning.grpo import aggregate_loss, grpo_token_loss, loss_normalizer
+from insight_lightning.policy import Policy
+from insight_lightning.rollout import RolloutBatch
+
+
+@dataclass
+class TokenSums:
+    """Masked sums of the loss terms over the tokens of the updates (float64, on the device), and the token count."""
+
+    pg: Tensor
+    clipped: Tensor
+    kl: Tensor
+    entropy: Tensor
+    tokens: Tensor
+
+    @staticmethod
+    def zeros(device: torch.device) -> TokenSums:
+        return TokenSums(*(torch.zeros((), dtype=torch.float64, device=device) for _ in fields(TokenSums)))
+
+    def add(self, other: TokenSums) -> None:
+        for f in fields(self):
+            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+
+
+@dataclass
+class UpdateStats:
+    """What a step's updates did: token means of the loss terms, and the mean gradient norm before clipping."""
+
+    pg_loss: Tensor
+    clip_frac: Tensor
+    entropy: Tensor
+    kl: Tensor | None  # None without a KL term
+    grad_norm: Tensor  # 0 when clipping is off (the norm is computed by the clipping)
+    updates: int
+
+    def metrics(self) -> dict[str, Tensor]:
+        metrics = {
+            "train/pg_loss": self.pg_loss,
+            "train/clip_frac": self.clip_frac,
+            "train/entropy": self.entropy,
+            "train/grad_norm": self.grad_norm,
+        }
+        if self.kl is not None:
+            metrics["train/kl"] = self.kl
+        return metrics
+
+
+class Learner:
+    """Turns one step's rollouts and advantages into optimizer updates of the policy (manual optimisation).
+
+    Args:
+        config: the GRPO objective and the epochs / mini-batch / micro-batch layout.
+        temperature: the sampling temperature: log-probs are those of the tempered distribution that sampled.
+        max_response_length: the longest completion (the constant of Dr.GRPO's aggregation).
+    """
+
+    def __init__(self, config: GRPOConfig, temperature: float, max_response_length: int) -> None:
+        self.config = config
+        self.temperature = temperature
+        self.max_response_length = max_response_length
+
+    def update(
+        self, module: L.LightningModule, policy: Policy, rollout: RolloutBatch, advantages: Tensor
+    ) -> UpdateStats:
+        """All of the step's updates; the last one steps through Lightning, so trainer.global_step counts RL steps."""
+        cfg = self.config
+        opt = module.optimizers()
+        strategy = module.trainer.strategy
+        input_ids, attention, scored = rollout.input_ids, rollout.attention_mask, rollout.scored_mask  # [B, L]
+        num_rows = input_ids.shape[0]
+        rows_per_update = (cfg.mini_batch_size or num_rows // cfg.group_size) * cfg.group_size
+        total_updates = cfg.epochs * math.ceil(num_rows / rows_per_update)
+        old_logp = None
+        if total_updates > 1:  # off-policy after the first update: keep the sampling policy's log-probs
+            old_logp = self._logprobs_no_grad(policy, input_ids, attention, scored)
+        sums = TokenSums.zeros(module.device)
+        grad_norm = torch.zeros((), dtype=torch.float64, device=module.device)
+        params = policy.trainable_parameters()
+        updates_done = 0
+        for _ in range(cfg.epochs):
+            for start in range(0, num_rows, rows_per_update):
+                rows = slice(start, min(start + rows_per_update, num_rows))
+                normalizer = self._global_normalizer(scored[rows], module)
+                starts = range(rows.start, rows.stop, cfg.micro_batch_size)
+                for micro in starts:
+                    mb = slice(micro, min(micro + cfg.micro_batch_size, rows.stop))
+                    # Gradients are all-reduced across ranks only on the last micro-batch of an update.
+                    last = micro == starts[-1]
+                    with opt.toggle_model(sync_grad=last), gradient_sync(policy.fsdp_units, last):
+                        loss, micro_sums = self._micro_batch_loss(
+                            policy,
+                            input_ids[mb],
+                            attention[mb],
+                            scored[mb],
+                            advantages[mb],
+                            None if old_logp is None else old_logp[mb],
+                            normalizer,
+                        )
+                        module.manual_backward(loss)
+                    sums.add(micro_sums)
+                if cfg.max_grad_norm > 0:
+                    norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+                    grad_norm = grad_norm + (norm.full_tensor() if isinstance(norm, DTensor) else norm).double()
+                updates_done += 1
+                if updates_done == total_updates:
+                    opt.step()  # counted by Lightning: trainer.global_step is the number of RL steps
+                else:
+                    strategy.optimizer_step(opt.optimizer, closure=lambda: None)
+                opt.zero_grad(set_to_none=True)
+        tokens = sums.tokens.clamp(min=1)
+        return UpdateStats(
+            pg_loss=sums.pg / tokens,
+            clip_frac=sums.clipped / tokens,
+            entropy=sums.entropy / tokens,
+            kl=sums.kl / tokens if cfg.kl_coef > 0 else None,
+            grad_norm=grad_norm / total_updates,
+            updates=total_updates,
+        )
+
+    def _global_normalizer(self, scored: Tensor, module: L.LightningModule) -> float:
+        """The mini-batch's loss denominator; under data parallelism the mean over ranks of theirs.
+
+        DDP and FSDP2 average gradients over ranks, so with each rank dividing its sum by the ranks' mean
+        denominator the objective is the global sum over the global denominator (as in verl and TRL), not the mean
+        of per-rank means (which weights a token of a rank with short completions more). One collective per update.
+        """
+        normalizer = loss_normalizer(scored, self.config.loss_aggregation, self.max_response_length)
+        if module.trainer.world_size == 1:
+            return normalizer
+        local = torch.tensor(normalizer, dtype=torch.float64, device=module.device)
+        return float(module.trainer.strategy.reduce(local, reduce_op="mean"))
+
+    def _micro_batch_loss(
+        self,
+        policy: Policy,
+        input_ids: Tensor,
+        attention: Tensor,
+        scored: Tensor,
+        advantages: Tensor,
+        old_logp: Tensor | None,
+        normalizer: float,
+    ) -> tuple[Tensor, TokenSums]:
+        """This micro-batch's share of the update's loss, and its (detached) term sums."""
+        cfg = self.config
+        logp, entropy = policy.logprobs(input_ids, attention, scored, self.temperature, with_entropy=True)  # [b, L]
+        ref = policy.reference_logprobs(input_ids, attention, scored, self.temperature) if cfg.kl_coef > 0 else None
+        old = logp.detach() if old_logp is None else old_logp
+        terms = grpo_token_loss(
+            logp,
+            old,
+            advantages,
+            entropy,
+            cfg.clip_low,
+            cfg.clip_high,
+            cfg.dual_clip,
+            ref,
+            cfg.kl_coef,
+            cfg.entropy_coef,
+        )
+        loss = aggregate_loss(terms.loss, scored, cfg.loss_aggregation, normalizer)
+        mask = scored.to(terms.pg.dtype)
+        with torch.no_grad():
+            sums = [(terms.pg * mask).sum(), (terms.clipped * mask).sum(), (terms.kl * mask).sum()]
+            sums += [(entropy * mask).sum(), mask.sum()]
+            return loss, TokenSums(*(s.double() for s in sums))
+
+    @torch.no_grad()
+    def _logprobs_no_grad(self, policy: Policy, input_ids: Tensor, attention: Tensor, scored: Tensor) -> Tensor:
+        step = self.config.micro_batch_size
+        parts = [
+            policy.logprobs(input_ids[i : i + step], attention[i : i + step], scored[i : i + step], self.temperature)[0]
+            for i in range(0, input_ids.shape[0], step)
+        ]
+        return torch.cat(parts)

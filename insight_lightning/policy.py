@@ -1,0 +1,126 @@
+"""The policy: the trained causal LM with its tokenizer, prompt encoder and rollout engine, as one object.
+
+Everything a training step needs of the model goes through it: completions (`sample`), token log-probs under the
+current weights (`logprobs`) and under the frozen base (`reference_logprobs`). The rollout engine is a constructor
+argument: an engine other than Hugging Face generate plugs in at `build_policy`, not in the LightningModule.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor, nn
+from transformers import PreTrainedModel
+
+from insight_lightning.config import RolloutConfig
+from insight_lightning.fsdp import shard_policy, unsharded_for_generation
+from insight_lightning.logprobs import sequence_logprobs
+from insight_lightning.model_loading import PolicyConfig, apply_adapter, build_base_policy
+from insight_lightning.prompts import PromptEncoder
+from insight_lightning.rollout import HFGenerateEngine, RolloutBatch, RolloutEngine, SamplingParams, concat_rollouts
+from tasks.base import Prompt
+
+
+class Policy(nn.Module):
+    """A causal LM (LoRA-wrapped or fully trained) that samples completions and scores tokens.
+
+    Args:
+        model: the Hugging Face causal LM, usually a PeftModel around the frozen base.
+        tokenizer: its tokenizer (left padding, a pad token).
+        prompts: renders task prompts (chat template included) and encodes them.
+        engine: samples completions from the model.
+        generate_batch_size: sequences per engine call (None: all of a call's sequences at once).
+        logprob_chunk_size: positions per chunk of the output head + log-softmax.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        tokenizer,
+        prompts: PromptEncoder,
+        engine: RolloutEngine,
+        generate_batch_size: int | None = None,
+        logprob_chunk_size: int = 1024,
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.tokenizer = tokenizer
+        self.prompts = prompts
+        self.engine = engine
+        self.generate_batch_size = generate_batch_size
+        self.logprob_chunk_size = logprob_chunk_size
+        self.fsdp_units: list[nn.Module] = []  # FSDP2 units, root last (empty: not sharded)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def pad_token_id(self) -> int:
+        return self.tokenizer.pad_token_id
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        return [p for p in self.model.parameters() if p.requires_grad]
+
+    def render(self, prompt: Prompt) -> str:
+        """The exact text the model continues from."""
+        return self.prompts.render(prompt)
+
+    def sample(self, prompts: list[Prompt], n: int, params: SamplingParams) -> tuple[RolloutBatch, list[str]]:
+        """n completions per prompt ([len(prompts) * n] rows, prompt-major) and their decoded texts."""
+        texts = [self.prompts.render(p) for p in prompts]
+        prompt_ids, prompt_mask = self.prompts.encode(texts, self.device)  # [b, P]
+        prompt_ids = prompt_ids.repeat_interleave(n, dim=0)  # [b*n, P]
+        prompt_mask = prompt_mask.repeat_interleave(n, dim=0)
+        chunk = self.generate_batch_size or prompt_ids.shape[0]
+        with unsharded_for_generation(self.fsdp_units):
+            parts = [
+                self.engine.generate(self.model, prompt_ids[i : i + chunk], prompt_mask[i : i + chunk], params)
+                for i in range(0, prompt_ids.shape[0], chunk)
+            ]
+        rollout = concat_rollouts(parts, self.pad_token_id)
+        completions = self.tokenizer.batch_decode(rollout.completion_ids, skip_special_tokens=True)
+        return rollout, completions
+
+    def logprobs(
+        self, input_ids: Tensor, attention: Tensor, scored: Tensor, temperature: float, with_entropy: bool = False
+    ) -> tuple[Tensor, Tensor | None]:
+        """Log-probs (and entropies) of the scored tokens under the current weights, [B, L] each."""
+        return sequence_logprobs(
+            self.model, input_ids, attention, scored, temperature, self.logprob_chunk_size, with_entropy
+        )
+
+    @torch.no_grad()
+    def reference_logprobs(self, input_ids: Tensor, attention: Tensor, scored: Tensor, temperature: float) -> Tensor:
+        """Log-probs under the frozen base: the same weights with the LoRA adapter switched off (no copy), [B, L]."""
+        with self.model.disable_adapter():
+            return sequence_logprobs(self.model, input_ids, attention, scored, temperature, self.logprob_chunk_size)[0]
+
+    def shard(self, mesh) -> None:
+        """FSDP2: every decoder layer and the model become fully_shard units over the mesh (in place)."""
+        self.fsdp_units = shard_policy(self.model, mesh)
+
+
+def end_of_sequence_ids(model: PreTrainedModel, tokenizer) -> list[int]:
+    """The token ids that end a completion: the generation config's, else the tokenizer's EOS."""
+    eos = model.generation_config.eos_token_id
+    return eos if isinstance(eos, list) else [eos if eos is not None else tokenizer.eos_token_id]
+
+
+def build_policy(
+    config: PolicyConfig,
+    rollout: RolloutConfig,
+    logprob_chunk_size: int,
+    device: torch.device,
+    before_adapter: Callable[[PreTrainedModel, PromptEncoder], None] | None = None,
+) -> Policy:
+    """Load the base model, let `before_adapter` train it (the warm-start), add the adapter, choose the engine."""
+    base, tokenizer = build_base_policy(config, device.type)
+    # prompts are rendered (chat template included) the same for the warm-start and for RL
+    prompts = PromptEncoder(tokenizer, config.chat_template_kwargs, rollout.max_prompt_tokens)
+    if before_adapter is not None:
+        before_adapter(base, prompts)
+    model = apply_adapter(base, config)
+    engine = HFGenerateEngine(end_of_sequence_ids(model, tokenizer), tokenizer.pad_token_id, cache=rollout.cache)
+    return Policy(model, tokenizer, prompts, engine, rollout.batch_size, logprob_chunk_size)
