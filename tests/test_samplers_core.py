@@ -96,21 +96,26 @@ def test_stream_passes_are_permutations():
     assert sorted(first_pass.tolist()) == list(range(7))
 
 
-def test_selector_is_deterministic_and_resumes_exactly():
-    def run(steps, state=None):
-        sel = PromptSelector(build_sampler("uniform"), 50, 8, group_size=4, seed=7)
-        if state is not None:
-            sel.load_state_dict(state)
-        picks = []
-        for _ in range(steps):
-            ids = sel.select().ids
-            picks.append(ids)
-            sel.update(Outcomes(ids, ids % 5, torch.full_like(ids, 4)))
-        return sel, picks
+def run_selector(make, steps, state=None):
+    """`steps` selections of a fresh selector (restored from state first), each followed by made-up outcomes."""
+    sel = make()
+    if state is not None:
+        sel.load_state_dict(state)
+    picks = []
+    for _ in range(steps):
+        ids = sel.select().ids
+        picks.append(ids)
+        sel.update(Outcomes(ids, ids % 5, torch.full_like(ids, 4)))
+    return sel, picks
 
-    full, full_picks = run(10)
-    half, _ = run(4)
-    resumed, resumed_picks = run(6, state=half.state_dict())
+
+def test_selector_is_deterministic_and_resumes_exactly():
+    def make():
+        return PromptSelector(build_sampler("uniform"), 50, 8, group_size=4, seed=7)
+
+    full, full_picks = run_selector(make, 10)
+    half, _ = run_selector(make, 4)
+    resumed, resumed_picks = run_selector(make, 6, state=half.state_dict())
     assert all(torch.equal(a, b) for a, b in zip(full_picks[4:], resumed_picks))
     assert torch.equal(full.posterior.alpha, resumed.posterior.alpha)
     assert torch.equal(full.posterior.beta, resumed.posterior.beta)
@@ -183,20 +188,12 @@ def test_epoch_refresh_visits_every_prompt_once_per_pass_across_uneven_pass_boun
 
 
 def test_epoch_refresh_resumes_exactly_and_refuses_a_step_mode_state():
-    def run(steps, state=None):
-        sel = PromptSelector(build_sampler("mopps"), 30, 8, group_size=4, seed=5, refresh="epoch")
-        if state is not None:
-            sel.load_state_dict(state)
-        picks = []
-        for _ in range(steps):
-            ids = sel.select().ids
-            picks.append(ids)
-            sel.update(Outcomes(ids, ids % 5, torch.full_like(ids, 4)))
-        return sel, picks
+    def make():
+        return PromptSelector(build_sampler("mopps"), 30, 8, group_size=4, seed=5, refresh="epoch")
 
-    _, full = run(9)
-    half, _ = run(5)
-    _, resumed = run(4, state=half.state_dict())
+    _, full = run_selector(make, 9)
+    half, _ = run_selector(make, 5)
+    _, resumed = run_selector(make, 4, state=half.state_dict())
     assert all(torch.equal(a, b) for a, b in zip(full[5:], resumed))
     step_mode = PromptSelector(build_sampler("mopps"), 30, 8, group_size=4, seed=5)
     with pytest.raises(ValueError, match="data.refresh"):
