@@ -237,3 +237,23 @@ def test_validate_and_test_subcommands_score_a_checkpoint(tiny_fit_args, tmp_pat
         assert validate.trainer.callback_metrics[key].item() == fit.trainer.callback_metrics[key].item(), key
     tested = main(["test", *tiny_fit_args(2)[1:], "--ckpt_path", checkpoint])
     assert "test/accuracy" in tested.trainer.callback_metrics and "test/reward" in tested.trainer.callback_metrics
+
+
+def test_epoch_refresh_trains_through_the_cli_and_visits_a_pass_without_repeats(tiny_fit_args, tmp_path):
+    cli = main(
+        tiny_fit_args(
+            3,
+            *probe_args(tmp_path / "probe"),
+            "--data.sampler=insight",
+            "--data.refresh=epoch",
+            "--trainer.num_sanity_val_steps=0",
+            "--model.validation.at_end=false",
+        )
+    )
+    assert cli.trainer.global_step == 3 and SelectionCallback.of(cli.trainer).selector.refresh == "epoch"
+    selections = torch.load(tmp_path / "probe" / "rank0.pt")["selections"]
+    picked = [i for step in selections for i in step]
+    assert len(picked) == 3 * 8 and len(set(picked)) == 3 * 8  # 3 steps of one pass over 64 prompts
+    # the pass was ranked once, at its start: the candidate scores cover the whole pool then, not later
+    histograms = events(tmp_path / "runs").Histograms("selection/candidate_scores")
+    assert [h.step for h in histograms] == [1] and histograms[0].histogram_value.num == 64
