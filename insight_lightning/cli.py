@@ -8,6 +8,7 @@ import sys
 import warnings
 from pathlib import Path
 
+import lightning
 from jsonargparse import ActionConfigFile, ArgumentError, set_parsing_settings
 from lightning.pytorch.cli import LightningCLI
 
@@ -54,7 +55,7 @@ class InsightCLI(LightningCLI):
     """LightningCLI with the task shared by data and model, and the group size K shared by GRPO and selection."""
 
     def init_parser(self, **kwargs):
-        kwargs.setdefault("dump_header", [f"insight_lightning (lightning.pytorch=={_lightning_version()})"])
+        kwargs.setdefault("dump_header", [f"insight_lightning (lightning.pytorch=={lightning.__version__})"])
         parser = self.parser_class(**kwargs)
         parser.add_argument(
             "-c",
@@ -69,20 +70,9 @@ class InsightCLI(LightningCLI):
         parser.link_arguments("model.grpo.group_size", "data.group_size")
 
 
-def _lightning_version() -> str:
-    import lightning
-
-    return lightning.__version__
-
-
 def program_name() -> str:
     """How the user started us, for --help: the console script, else `python -m insight_lightning`."""
-    name = Path(sys.argv[0]).name
-    return (
-        name
-        if name and name not in ("__main__.py", "-c", "-m") and not name.endswith(".py")
-        else ("python -m insight_lightning")
-    )
+    return "insight-lightning" if Path(sys.argv[0]).name == "insight-lightning" else "python -m insight_lightning"
 
 
 # Parse errors raise (exit_on_error=False) instead of printing the whole usage: run_from_command_line prints the

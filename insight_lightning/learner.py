@@ -51,7 +51,6 @@ class UpdateStats:
     entropy: Tensor
     kl: Tensor | None  # None without a KL term
     grad_norm: Tensor  # 0 when clipping is off (the norm is computed by the clipping)
-    updates: int
 
     def metrics(self) -> dict[str, Tensor]:
         metrics = {
@@ -134,7 +133,6 @@ class Learner:
             entropy=sums.entropy / tokens,
             kl=sums.kl / tokens if cfg.kl_coef > 0 else None,
             grad_norm=grad_norm / total_updates,
-            updates=total_updates,
         )
 
     def _global_normalizer(self, scored: Tensor, module: L.LightningModule) -> float:
