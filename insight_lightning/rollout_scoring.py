@@ -31,7 +31,7 @@ def score_completions(task: Task, completions: list[str], examples: list[dict], 
         raise ValueError(
             f"expected {len(examples) * k} completions for {len(examples)} prompts, got {len(completions)}"
         )
-    scores = [task.score(text, examples[i // k]) for i, text in enumerate(completions)]
+    scores = task.score_many(completions, [examples[i // k] for i in range(len(completions))])
     rewards = torch.tensor([s.reward for s in scores], dtype=torch.float32).reshape(len(examples), k)
     correct = torch.tensor([s.correct for s in scores], dtype=torch.bool).reshape(len(examples), k)
     return GroupScores(rewards, correct)

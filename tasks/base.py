@@ -59,6 +59,15 @@ class Task(abc.ABC):
     def score(self, completion: str, example: dict) -> Score:
         """Score the generated text (without the prompt); never raises on any string completion."""
 
+    def score_many(self, completions: list[str], examples: list[dict]) -> list[Score]:
+        """Score completion i against example i; tasks with a slow verifier override this to check in parallel."""
+        return [self.score(text, example) for text, example in zip(completions, examples, strict=True)]
+
+    def verifier_counts(self) -> dict[str, int]:
+        """Running totals of verifier faults so far (e.g. ``{"timeouts": 3}``), logged per step as
+        ``train/verifier_<name>``; empty for verifiers that cannot fail."""
+        return {}
+
     def solution(self, example: dict) -> str | None:
         """A reference completion that scores 1.0 after the prompt, or None if unknown."""
         return None

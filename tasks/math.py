@@ -6,12 +6,17 @@ at most 1,000 characters. A plain-string fast path (equal normal forms, or equal
 ``\\frac{1}{2}``) settles most checks in microseconds; the rest go to math-verify (``parse`` + ``verify``), with
 its LaTeX extraction only (its plain-expression extraction runs sympy's eval-based ``parse_expr``).
 
+Before math-verify, an answer's redundant groups are collapsed (``((3))`` is ``3``: math-verify's parser is
+exponential in such nesting) and an answer nested deeper than 12 groups, or with an integer power, factorial or
+binomial of more than 100,000 digits, is refused and scores 0 (``tasks.math_guards``; counted in ``refused``).
+
 Timeout design: math-verify's own timeouts use ``signal.alarm``, which raises off the main thread and cannot
 interrupt C-level work, so they are disabled (``parsing_timeout=None``, ``timeout_seconds=None``) and each
-math-verify check runs in a small pool of persistent worker processes (``tasks.math_equivalence``). The caller
-waits at most ``timeout_seconds``; a worker that misses the deadline is killed and replaced, the completion
-scores 0, and ``task.timeouts`` counts it. Verdicts are memoised, so a group of K identical answers costs one
-check. Nothing from the model is ever evaluated in this process.
+math-verify check runs in a small pool of persistent worker processes (``tasks.math_equivalence``), the distinct
+checks of a batch in parallel. The caller waits at most ``timeout_seconds``; a worker that misses the deadline is
+killed and replaced, the completion scores 0, and ``task.timeouts`` counts it; a dead worker is replaced and the
+check retried. Only real verdicts are memoised (a group of K identical answers costs one check; a timeout is
+checked again next time). Nothing from the model is ever evaluated in this process.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from typing import Literal, get_args
 from tasks.base import Prompt, Score, Task
 from tasks.math_answers import AnswerTooLong, extract_answer, fast_equivalence
 from tasks.math_equivalence import EquivalenceChecker
+from tasks.math_guards import absurd_reason, collapse_groups
 from tasks.math_problems import KINDS, check_generator_config, generate_problems
 from tasks.math_rows import read_math_rows
 from tasks.registry import register_task
@@ -58,6 +64,7 @@ class MathTask(FileOrGeneratedSplits):
         require_think_close: Only an answer after the last </think> counts (R1-style reasoning models).
         number_fallback: Without a boxed answer, take the last plain number of the completion.
         timeout_seconds: Wall-clock bound of one math-verify check; a check over it scores 0 (see task.timeouts).
+        verifier_workers: math-verify worker processes, i.e. checks run in parallel (null: 2-4, by CPU cores).
     """
 
     seed_namespace = "math"
@@ -79,6 +86,7 @@ class MathTask(FileOrGeneratedSplits):
         require_think_close: bool = False,
         number_fallback: bool = False,
         timeout_seconds: float = 5.0,
+        verifier_workers: int | None = None,
     ) -> None:
         for split, size, source in (("train", train_size, train_file), ("test", test_size, test_file)):
             if size is None and source is None:
@@ -110,7 +118,9 @@ class MathTask(FileOrGeneratedSplits):
         self.template = template
         self.require_think_close = require_think_close
         self.number_fallback = number_fallback
-        self.checker = EquivalenceChecker(timeout_seconds)
+        self.checker = EquivalenceChecker(timeout_seconds, verifier_workers)
+        self.refused = 0
+        """Answers refused before math-verify (absurdly nested, or astronomically large exact numbers)."""
         self.splits = ("train", "test", *test_files)
         named_only = bool(test_files) and test_file is None  # a generated "test" split is no benchmark beside them
         self.eval_splits = (() if named_only else ("test",)) + tuple(test_files)
@@ -160,17 +170,45 @@ class MathTask(FileOrGeneratedSplits):
     # ------------------------------------------------------------------------------------------------ verifier
     def score(self, completion: str, example: dict) -> Score:
         """1.0 if the final answer is equivalent to ``example["answer"]``, else 0.0 (also on timeouts)."""
-        gold = _required(example, "answer")
+        return self.score_many([completion], [example])[0]
+
+    def score_many(self, completions: list[str], examples: list[dict]) -> list[Score]:
+        """Score completion i against example i; the answers plain comparison cannot settle are checked by
+        math-verify in parallel (distinct ones once)."""
+        verdicts: list[bool | None] = []
+        pending: dict[int, tuple[str, str]] = {}
+        for index, (completion, example) in enumerate(zip(completions, examples, strict=True)):
+            gold = _required(example, "answer")
+            verdict, answer = self._settle(completion, gold)
+            verdicts.append(verdict)
+            if verdict is None:
+                pending[index] = (gold, answer)
+        if pending:
+            for index, verdict in zip(pending, self.checker.check_many(list(pending.values()))):
+                verdicts[index] = verdict
+        return [Score(1.0 if correct else 0.0, bool(correct)) for correct in verdicts]
+
+    def _settle(self, completion: str, gold: str) -> tuple[bool | None, str | None]:
+        """The verdict when it needs no math-verify check (no answer, plain comparison, a refused answer), else
+        None and the answer to check (redundant groups collapsed)."""
         try:
             answer = extract_answer(completion, self.require_think_close, self.number_fallback)
         except AnswerTooLong:
-            return Score(0.0, False)
+            return False, None
         if answer is None:
-            return Score(0.0, False)
-        correct = fast_equivalence(gold, answer)
-        if correct is None:
-            correct = self.checker(gold, answer)
-        return Score(1.0 if correct else 0.0, bool(correct))
+            return False, None
+        answer = collapse_groups(answer)
+        correct = fast_equivalence(collapse_groups(gold), answer)
+        if correct is not None:
+            return correct, None
+        if absurd_reason(answer) is not None:
+            self.refused += 1
+            return False, None
+        return None, answer
+
+    def verifier_counts(self) -> dict[str, int]:
+        """Timeouts, checks whose worker died on every retry, and answers refused unparsed (each scored 0)."""
+        return {"timeouts": self.checker.timeouts, "failures": self.checker.failures, "refused": self.refused}
 
 
 def _required(example: dict, field: str) -> str:

@@ -33,9 +33,11 @@ class AnswerTooLong(ValueError):
 
 
 def _closing_brace(text: str, open_index: int) -> int | None:
-    """Index of the brace closing ``text[open_index] == "{"``; None if the text ends first.
+    """Index of the brace closing ``text[open_index] == "{"``; None if it is never closed.
 
-    Raises ``AnswerTooLong`` when the content would exceed ``MAX_ANSWER_CHARS``.
+    Raises ``AnswerTooLong`` when it is closed after more than ``MAX_ANSWER_CHARS`` characters. Past that bound
+    only the brace counts of the rest are compared (a C-speed scan): a brace with fewer closing than opening
+    braces after it is taken as unclosed, so a long truncated tail does not hide an earlier answer.
     """
     depth = 0
     stop = min(len(text), open_index + MAX_ANSWER_CHARS + 2)
@@ -47,7 +49,7 @@ def _closing_brace(text: str, open_index: int) -> int | None:
             depth -= 1
             if depth == 0:
                 return index
-    if stop < len(text):
+    if stop < len(text) and depth + text.count("{", stop) - text.count("}", stop) <= 0:
         raise AnswerTooLong(f"boxed answer longer than {MAX_ANSWER_CHARS} characters")
     return None
 

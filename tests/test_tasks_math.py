@@ -155,24 +155,133 @@ def test_megabyte_completions_are_fast(task):
     assert (time.perf_counter() - start) / len(cases) < 0.05
 
 
-def test_a_slow_check_times_out_and_is_counted_off_the_main_thread():
+SLOW = "\\boxed{(x+y+z)^{200}}"  # passes every guard, and sympy's expansion runs for many seconds
+
+
+def test_a_slow_check_times_out_is_counted_and_is_not_memoised_off_the_main_thread():
     task = MathTask(train_size=1, test_size=1, timeout_seconds=0.5)
     task.checker.start()
     try:
         results = []
 
         def work():
-            start = time.perf_counter()
-            score = task.score("\\boxed{9^{9^{9^{9}}}}", {"problem": "p", "answer": "25"})  # a huge integer power
-            results.append((score, time.perf_counter() - start))
-            results.append(task.score("\\boxed{5^2}", {"problem": "p", "answer": "25"}))  # the spare worker serves
+            for completion, answer in ((SLOW, "25"), (SLOW, "25"), ("\\boxed{5^2}", "25")):
+                start = time.perf_counter()
+                score = task.score(completion, {"problem": "p", "answer": answer})
+                results.append((score, time.perf_counter() - start))
 
         thread = threading.Thread(target=work)
         thread.start()
-        thread.join(timeout=30)
-        (score, seconds), after = results
-        assert score == Score(0.0, False) and seconds < 2.0
-        assert task.timeouts == 1 and after.correct
+        thread.join(timeout=60)
+        (first, seconds), (again, _), (after, _) = results
+        assert first == again == Score(0.0, False) and seconds < 2.0
+        assert task.timeouts == 2  # the second check of the same answer ran again: a timeout is no verdict
+        assert after.correct  # a good check of another answer right after a timeout
+    finally:
+        task.checker.close()
+
+
+def _kill_workers(checker) -> None:
+    for worker in checker._workers:
+        worker.process.kill()
+        worker.process.wait()
+
+
+def test_killed_workers_are_replaced_and_the_verdict_is_right_and_memoised():
+    task = MathTask(train_size=1, test_size=1)
+    example = {"problem": "p", "answer": "3"}
+    task.checker.start()
+    try:
+        assert task.score("\\boxed{1+2}", example).correct  # math-verify, not the fast path
+        _kill_workers(task.checker)  # as the OOM killer or the memory cap would, between two checks
+        checks = task.checker.checks
+        assert task.score("\\boxed{2+1}", example).correct
+        assert not task.score("\\boxed{2+2}", example).correct
+        assert task.checker.restarts >= 1 and task.checker.failures == 0
+        assert task.checker.checks == checks + 2
+        assert task.score("\\boxed{2+1}", example).correct and task.checker.checks == checks + 2  # memoised
+    finally:
+        task.checker.close()
+
+
+def test_a_worker_killed_during_a_check_is_retried_on_a_fresh_one():
+    task = MathTask(train_size=1, test_size=1, timeout_seconds=30, verifier_workers=1)
+    task.checker.start()
+    try:
+        threading.Timer(0.3, _kill_workers, (task.checker,)).start()  # the check takes ~2.5 s
+        start = time.perf_counter()
+        score = task.score("\\boxed{(x+1)^{700}}", {"problem": "p", "answer": "3"})
+        assert score == Score(0.0, False) and time.perf_counter() - start < 25
+        counts = task.checker
+        assert (counts.restarts, counts.checks, counts.failures, counts.timeouts) == (1, 2, 0, 0)
+        assert not task.score("\\boxed{(x+1)^{700}}", {"problem": "p", "answer": "3"}).correct
+        assert counts.checks == 2  # the retried check gave a real verdict, which is memoised
+    finally:
+        task.checker.close()
+
+
+def test_a_worker_that_dies_on_every_attempt_is_a_counted_failure_not_a_verdict():
+    task = MathTask(train_size=1, test_size=1, timeout_seconds=30, verifier_workers=1)
+    task.checker.retries = 1
+    task.checker.start()
+    stop = threading.Event()
+
+    def keep_killing():
+        while not stop.is_set():
+            for worker in list(task.checker._workers):
+                if worker.ready:
+                    worker.process.kill()
+            time.sleep(0.05)
+
+    killer = threading.Thread(target=keep_killing)
+    killer.start()
+    try:
+        assert not task.score("\\boxed{(x+1)^{700}}", {"problem": "p", "answer": "3"}).correct
+        assert task.checker.failures == 1 and task.verifier_counts()["failures"] == 1
+    finally:
+        stop.set()
+        killer.join()
+    checks = task.checker.checks
+    assert not task.score("\\boxed{(x+1)^{700}}", {"problem": "p", "answer": "3"}).correct
+    assert task.checker.checks == checks + 1  # the failure was not memoised: checked again, now for real
+    task.checker.close()
+
+
+HOSTILE = [
+    "9^{9^{9^9}}",
+    "10^{10^{10^{10}}}",
+    "1000000!",
+    "\\binom{1000000}{500000}",
+    "2^{100000000}",
+    "(x+1)^{3000}",
+    "(" * 490 + "3" + ")" * 490,  # deep but correct
+    "{" * 30 + "3" + "}" * 30,  # deep but correct (math-verify alone: minutes)
+]
+
+
+def test_hostile_answers_are_refused_or_collapsed_before_sympy(task):
+    completions = [f"\\boxed{{{answer}}}" for answer in HOSTILE]
+    refused = task.refused
+    start = time.perf_counter()
+    scores = task.score_many(completions, [{"problem": "p", "answer": "3"}] * len(HOSTILE))
+    assert time.perf_counter() - start < 0.5
+    assert [s.correct for s in scores] == [False] * 6 + [True] * 2
+    assert task.refused == refused + 6 and task.timeouts == 0
+
+
+def test_slow_answers_of_a_group_are_checked_in_parallel():
+    timeout, k = 1.0, 8
+    task = MathTask(train_size=1, test_size=1, timeout_seconds=timeout, verifier_workers=4)
+    task.checker.start()
+    try:
+        for worker in task.checker._workers:
+            assert worker.wait_ready(60)
+        completions = [f"\\boxed{{(x+y+z)^{{{200 + i}}}}}" for i in range(k)]  # distinct: none memoised
+        start = time.perf_counter()
+        scores = task.score_many(completions, [{"problem": "p", "answer": "3"}] * k)
+        elapsed = time.perf_counter() - start
+        assert not any(s.correct for s in scores) and task.timeouts == k
+        assert elapsed < 0.75 * k * timeout, f"{elapsed:.1f} s for {k} answers"  # one at a time: over k * timeout
     finally:
         task.checker.close()
 
@@ -289,11 +398,11 @@ def _oracle_box(text: str) -> str | None:
     return None
 
 
-def _timed_score(task, completion, example):
+def _timed_score(task, completion, example, restart_allowance=0.0):
     start = time.perf_counter()
     score = task.score(completion, example)
     elapsed = time.perf_counter() - start
-    assert elapsed < FUZZ_TIMEOUT + 0.1, f"{elapsed:.3f} s for {completion!r}"
+    assert elapsed < FUZZ_TIMEOUT + 0.1 + restart_allowance, f"{elapsed:.3f} s for {completion!r}"
     return score
 
 
@@ -313,11 +422,16 @@ FUZZ_PROBLEMS = generate_problems(24, seed=5, max_number=30)
 @given(
     st.sampled_from(FUZZ_PROBLEMS),
     random_edits(list("0123456789+-*/^.{} x") + ["\\boxed{", "\\frac", "}"], max_position=40, max_size=4),
+    st.integers(0, 19),
 )
-def test_mutated_answers_are_verified_soundly(fuzz_task, problem, edits):
+def test_mutated_answers_are_verified_soundly(fuzz_task, problem, edits, kill):
     completion = fuzz_task.solution(problem)
     completion = apply_edits(completion, edits)
-    score = _timed_score(fuzz_task, completion, problem)
+    failures = fuzz_task.checker.failures
+    if kill == 0:  # a worker killed mid-fuzz (the OOM killer): replaced, and no verdict may change or fail
+        fuzz_task.checker._workers[0].process.kill()
+    score = _timed_score(fuzz_task, completion, problem, restart_allowance=5.0 if kill == 0 else 0.0)
+    assert fuzz_task.checker.failures == failures
     assert score.correct is (score.reward == 1.0)
     if score.correct:  # a correct verdict must be true wherever an independent exact evaluation can tell
         boxed = _oracle_box(completion)
