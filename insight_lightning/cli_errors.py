@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import re
 
 from samplers import SAMPLERS
@@ -11,6 +12,31 @@ _LITERAL = re.compile(r"Expected a typing\.Literal\[(.*?)\]\. Got value: (\S+)")
 _EXPECTED = re.compile(r"Expected a (?:<class '([^']+)'>|(\S+))\. Got value: (\S+)")
 _CLASS_PATH = re.compile(r"(Problem with given class_path '[^']+': [^-]*?)(?: - |$)")
 _SHORT_NAME = re.compile(r"Expected a dot import path string: (\S+)")
+_UNION = "Does not validate against any of the Union subtypes"
+_ARGUMENT = re.compile(r"[A-Za-z_]\w*=")
+
+
+def _instantiated_option(error: BaseException) -> str | None:
+    """The option (e.g. data.task) whose class_path jsonargparse was instantiating when ``error`` was raised."""
+    option, tb = None, error.__traceback__
+    while tb is not None:  # jsonargparse's ActionTypeHint.instantiate_classes runs with self = the option's action
+        action = tb.tb_frame.f_locals.get("self") if tb.tb_frame.f_code.co_name == "instantiate_classes" else None
+        if isinstance(action, argparse.Action):
+            option = action.dest
+        tb = tb.tb_next
+    return option
+
+
+def _init_error(error: BaseException) -> str | None:
+    """The check that failed in the ``__init__`` of a class given by class_path, prefixed with its option."""
+    if not str(error).startswith(_UNION) or error.__cause__ is None:
+        return None
+    cause = " ".join(str(error.__cause__).split())  # jsonargparse wraps it in the union's list of tries
+    option = _instantiated_option(error)
+    if option is None:
+        return cause
+    # "train_size=-1 must be >= 0" names an init argument: data.task.init_args.train_size=-1 is what the user types
+    return f"{option}.init_args.{cause}" if _ARGUMENT.match(cause) else f"{option}: {cause}"
 
 
 def explain(error: BaseException) -> str:
@@ -18,7 +44,7 @@ def explain(error: BaseException) -> str:
     message = " ".join(str(error).split())
     keys = _KEY.findall(message)
     if not keys:
-        return message
+        return _init_error(error) or message
     # a nested key is an init argument of the class given for the outer one: data.task -> data.task.init_args.template
     prefix = ".init_args.".join(keys) + ":"
     literal = _LITERAL.search(message)

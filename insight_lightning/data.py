@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import importlib
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import lightning as L
 from torch import Tensor
@@ -99,6 +101,28 @@ class ShardedBatches:
         return iter(self.batches)
 
 
+def build_named(option: str, name: str, build: Callable[[str], Any], base: type) -> Any:
+    """``build(name)`` for a registered name; for a dotted name that is not one, one sentence naming the option.
+
+    jsonargparse passes a class_path it cannot import on as a plain string, so this is where a mistyped class
+    path (``--data.sampler=samplers.InSightSamplr``) surfaces: say why it does not import.
+    """
+    try:
+        return build(name)
+    except ValueError as error:
+        if "." not in name:
+            raise
+        module, _, attribute = name.rpartition(".")
+        try:
+            getattr(importlib.import_module(module), attribute)
+            reason = f"it is not a {base.__name__} class"
+        except ImportError as import_error:
+            reason = str(import_error)
+        except AttributeError:
+            reason = f"module '{module}' has no attribute '{attribute}'"
+        raise ValueError(f"{option}: Problem with given class_path '{name}': {reason}. {error}") from None
+
+
 class PromptDataModule(L.LightningDataModule):
     """A task's prompt pool with online selection for training, and its test split for validation.
 
@@ -132,12 +156,14 @@ class PromptDataModule(L.LightningDataModule):
         val_limit: int | None = None,
     ) -> None:
         super().__init__()
-        self.task = build_task(task) if isinstance(task, str) else task
-        self.sampler = build_sampler(sampler) if isinstance(sampler, str) else sampler
-        if prompts_per_step <= 0 or group_size <= 0:
-            raise ValueError(
-                f"data.prompts_per_step ({prompts_per_step}) and data.group_size ({group_size}) must be positive"
-            )
+        self.task = build_named("data.task", task, build_task, Task) if isinstance(task, str) else task
+        self.sampler = (
+            build_named("data.sampler", sampler, build_sampler, Sampler) if isinstance(sampler, str) else sampler
+        )
+        if prompts_per_step <= 0:
+            raise ValueError(f"data.prompts_per_step={prompts_per_step} must be positive")
+        if group_size <= 0:
+            raise ValueError(f"data.group_size={group_size} (linked from model.grpo.group_size) must be positive")
         self.prompts_per_step = prompts_per_step
         self.group_size = group_size
         self.seed = seed
@@ -156,6 +182,11 @@ class PromptDataModule(L.LightningDataModule):
                     f"({self._world}) so that every rank rolls out the same number of prompts"
                 )
             self.train_examples = self.task.examples("train")
+            if self.prompts_per_step > len(self.train_examples):
+                raise ValueError(
+                    f"data.prompts_per_step={self.prompts_per_step} is more than the {len(self.train_examples)} "
+                    "prompts of the training pool; lower it, or raise data.task.init_args.train_size"
+                )
         if self.val_examples is None:
             self.val_examples = {}
             for split in self.val_splits:
@@ -166,14 +197,17 @@ class PromptDataModule(L.LightningDataModule):
         """A fresh selector over the training pool (the SelectionCallback owns it and its state)."""
         if self.train_examples is None:
             raise RuntimeError("PromptDataModule.make_selector needs setup('fit') first")
-        return PromptSelector(
-            self.sampler,
-            len(self.train_examples),
-            self.prompts_per_step,
-            self.group_size,
-            seed=self.seed,
-            refresh=self.refresh,
-        )
+        try:
+            return PromptSelector(
+                self.sampler,
+                len(self.train_examples),
+                self.prompts_per_step,
+                self.group_size,
+                seed=self.seed,
+                refresh=self.refresh,
+            )
+        except ValueError as error:  # the sampler's prior or forgetting factor, checked by its posterior
+            raise ValueError(f"data.sampler ({type(self.sampler).__name__}): {error}") from None
 
     def train_dataloader(self) -> SelectedBatches:
         owner = SelectionCallback.of(self.trainer)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 
 from insight_lightning.config import GRPOConfig, RolloutConfig
@@ -11,7 +13,43 @@ from insight_lightning.model_loading import PolicyConfig
 def check_model_settings(policy: PolicyConfig, grpo: GRPOConfig) -> None:
     """Settings that contradict each other whatever the hardware."""
     if grpo.kl_coef > 0 and policy.lora is None:
-        raise ValueError("grpo.kl_coef > 0 needs a LoRA policy: the reference is the base with the adapter disabled")
+        raise ValueError(
+            f"model.grpo.kl_coef={grpo.kl_coef} needs a LoRA policy (model.policy.lora): the KL reference is the base "
+            "with the adapter disabled"
+        )
+
+
+NEAR_GREEDY_TEMPERATURE = 1e-3
+"""Below this, sampling is greedy in all but name."""
+NEAR_GREEDY_TOP_P = 0.01
+"""Below this, the nucleus is the most likely token alone at nearly every step."""
+
+
+def check_sampling_settings(rollout: RolloutConfig) -> None:
+    """Raise ValueError for sampling settings out of range; warn once for those that make GRPO learn nothing."""
+    for name, value, valid, bound in (
+        ("max_new_tokens", rollout.max_new_tokens, rollout.max_new_tokens >= 1, "at least 1"),
+        ("temperature", rollout.temperature, rollout.temperature >= 0, ">= 0 (0: greedy)"),
+        ("top_p", rollout.top_p, 0 <= rollout.top_p <= 1, "in [0, 1] (1: off)"),
+        ("top_k", rollout.top_k, rollout.top_k >= 0, ">= 0 (0: off)"),
+    ):
+        if not valid:
+            raise ValueError(f"model.rollout.{name}={value} must be {bound}")
+    greedy = (
+        ("temperature", rollout.temperature, rollout.temperature < NEAR_GREEDY_TEMPERATURE),
+        ("top_k", rollout.top_k, rollout.top_k == 1),
+        ("top_p", rollout.top_p, rollout.top_p < NEAR_GREEDY_TOP_P),
+    )
+    for name, value, near_greedy in greedy:
+        if near_greedy:
+            warnings.warn(
+                f"model.rollout.{name}={value} makes training rollouts (near-)greedy: the K completions of a prompt "
+                "come out identical, so every group's advantages are 0 and GRPO learns nothing; sample with "
+                "temperature ~1, top_k 0 and top_p 1 (validation has its own settings)",
+                UserWarning,
+                stacklevel=2,
+            )
+            return
 
 
 def check_strategy_settings(rollout: RolloutConfig, device: torch.device, mesh) -> None:
@@ -21,6 +59,6 @@ def check_strategy_settings(rollout: RolloutConfig, device: torch.device, mesh) 
             "ModelParallelStrategy: only data parallelism (FSDP2) is supported; set tensor_parallel_size: 1"
         )
     if mesh is not None and rollout.cache == "static":
-        raise ValueError("rollout.cache=static is not supported with FSDP2 (ModelParallelStrategy); use dynamic")
+        raise ValueError("model.rollout.cache=static is not supported with FSDP2 (ModelParallelStrategy); use dynamic")
     if rollout.cache == "static" and device.type != "cuda":
-        raise ValueError("rollout.cache=static needs a CUDA device; use cache=dynamic on CPU")
+        raise ValueError("model.rollout.cache=static needs a CUDA device; use cache=dynamic on CPU")

@@ -39,7 +39,7 @@ class Sampler:
         self, candidate_multiplier: int = 1, prior: tuple[float, float] = (1.0, 1.0), forgetting: float = 1.0
     ) -> None:
         if candidate_multiplier < 1:
-            raise ValueError(f"candidate_multiplier must be >= 1, got {candidate_multiplier}")
+            raise ValueError(f"candidate_multiplier={candidate_multiplier} must be >= 1")
         self.candidate_multiplier = candidate_multiplier
         self.prior = (float(prior[0]), float(prior[1]))
         self.forgetting = float(forgetting)

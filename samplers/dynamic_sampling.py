@@ -29,7 +29,7 @@ class DynamicSamplingSampler(Sampler):
     ) -> None:
         super().__init__(candidate_multiplier=1, prior=prior, forgetting=forgetting)
         if max_extra_rounds < 0:
-            raise ValueError(f"max_extra_rounds must be >= 0, got {max_extra_rounds}")
+            raise ValueError(f"max_extra_rounds={max_extra_rounds} must be >= 0")
         self.max_extra_rounds = max_extra_rounds
 
     def select(self, candidate_ids: Tensor, posterior: BetaPosterior, k: int, generator: torch.Generator) -> Tensor:

@@ -69,7 +69,7 @@ def mutual_information(alpha: Tensor, beta: Tensor, k: int) -> Tensor:
     On the CPU the work runs in cache-sized chunks of candidates.
     """
     if not 1 <= int(k) <= 1024:
-        raise ValueError(f"k (rollouts per prompt) must be in [1, 1024], got {k}")
+        raise ValueError(f"k={k} (rollouts per prompt of the information gain) must be in [1, 1024]")
     a = torch.as_tensor(alpha, dtype=torch.float64)
     b = torch.as_tensor(beta, dtype=torch.float64, device=a.device)
     a, b = torch.broadcast_tensors(a, b)
@@ -172,9 +172,9 @@ class InSightSampler(Sampler):
     ) -> None:
         super().__init__(candidate_multiplier=candidate_multiplier, prior=prior, forgetting=forgetting)
         if score not in SCORES:
-            raise ValueError(f"InSight score must be one of {', '.join(SCORES)}, got '{score}'")
+            raise ValueError(f"score='{score}' is not one of {', '.join(SCORES)} (InSight)")
         if belief not in BELIEFS:
-            raise ValueError(f"InSight belief must be one of {', '.join(BELIEFS)}, got '{belief}'")
+            raise ValueError(f"belief='{belief}' is not one of {', '.join(BELIEFS)} (InSight)")
         self.eta, self.mu, self.k = float(eta), float(mu), k
         self.score_kind, self.belief = score, belief
 

@@ -34,9 +34,9 @@ class MoPPSSampler(Sampler):
     ) -> None:
         super().__init__(candidate_multiplier=candidate_multiplier, prior=prior, forgetting=forgetting)
         if not 0.0 <= target <= 1.0:
-            raise ValueError(f"MoPPS target must be a success rate in [0, 1], got {target}")
+            raise ValueError(f"target={target} must be a success rate in [0, 1] (MoPPS)")
         if band is not None and not 0.0 <= band[0] <= band[1] <= 1.0:
-            raise ValueError(f"MoPPS band must satisfy 0 <= low <= high <= 1, got {band}")
+            raise ValueError(f"band={band} must satisfy 0 <= low <= high <= 1 (MoPPS)")
         self.target = float(target)
         self.band = None if band is None else (float(band[0]), float(band[1]))
 

@@ -25,9 +25,9 @@ class BetaPosterior:
         if pool_size <= 0:
             raise ValueError(f"pool_size must be positive, got {pool_size}")
         if not (prior[0] > 0 and prior[1] > 0):
-            raise ValueError(f"Beta prior parameters must be positive, got {prior}")
+            raise ValueError(f"prior={prior}: the Beta prior parameters must be positive")
         if not 0.0 <= forgetting <= 1.0:
-            raise ValueError(f"forgetting factor lambda must be in [0, 1], got {forgetting}")
+            raise ValueError(f"forgetting={forgetting}: the forgetting factor lambda must be in [0, 1]")
         self.pool_size = pool_size
         self.prior = (float(prior[0]), float(prior[1]))
         self.forgetting = float(forgetting)

@@ -24,7 +24,7 @@ from tasks.blocksworld_problems import (
 )
 from tasks.registry import register_task
 from tasks.sources import read_valid_rows
-from tasks.splits import FileOrGeneratedSplits
+from tasks.splits import FileOrGeneratedSplits, check_split_sizes
 
 __all__ = ["BlocksworldTask", "generate_problems", "optimal_plan", "simulate"]
 
@@ -82,6 +82,7 @@ class BlocksworldTask(FileOrGeneratedSplits):
         min_blocks: Fewest blocks in a generated problem (at least 2).
         max_blocks: Most blocks in a generated problem (at most 6: the optimal planner is breadth-first search).
         train_file: Rows in the format above (.jsonl/.json/.parquet or a dataset name); null generates problems.
+            Broken rows, and JSON lines over 1 MB, are skipped with one warning counting each reason.
         test_file: Same for testing; if equal to train_file, the test rows follow the first train_size rows.
         template: Prompt style: "text" (base models), "chat" (one user message) or "compact" (tiny models).
         reward: "binary" (1 if correct else 0) or "shaped" (1 if correct, else shaped_scale times the fraction of
@@ -105,15 +106,14 @@ class BlocksworldTask(FileOrGeneratedSplits):
         reward: RewardMode = "binary",
         shaped_scale: float = 0.5,
     ) -> None:
-        if train_size < 0 or test_size < 0:
-            raise ValueError(f"train_size and test_size must be >= 0, got {train_size} and {test_size}.")
+        check_split_sizes(train_size=train_size, test_size=test_size)
         check_generator_config(min_blocks, max_blocks)
         if template not in TEMPLATES:
-            raise ValueError(f"Unknown Blocksworld template {template!r}; choose one of: {', '.join(TEMPLATES)}.")
+            raise ValueError(f"template={template!r} is not one of: {', '.join(TEMPLATES)}.")
         if reward not in REWARDS:
-            raise ValueError(f"Unknown Blocksworld reward {reward!r}; choose one of: {', '.join(REWARDS)}.")
+            raise ValueError(f"reward={reward!r} is not one of: {', '.join(REWARDS)}.")
         if not 0.0 <= shaped_scale < 1.0:
-            raise ValueError(f"shaped_scale must be in [0, 1) so that only correct plans earn 1, got {shaped_scale}.")
+            raise ValueError(f"shaped_scale={shaped_scale} must be in [0, 1), so that only correct plans earn 1.")
         self.train_size = train_size
         self.test_size = test_size
         self.seed = seed
@@ -198,11 +198,8 @@ def read_blocksworld_rows(source: str, limit: int | None = None) -> list[dict]:
     return read_valid_rows(source, _blocksworld_row, "Blocksworld", requirement, limit)
 
 
-def _blocksworld_row(row) -> dict | None:
-    try:
-        state, goal = problem_fields(row)
-    except ValueError:
-        return None
+def _blocksworld_row(row) -> dict:
+    state, goal = problem_fields(row)  # BadRow says what is wrong
     length = row.get("optimal_length")
     if not isinstance(length, int) and len(state.blocks()) <= MAX_PLANNED_BLOCKS:
         length = len(optimal_plan(state, goal))

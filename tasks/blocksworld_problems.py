@@ -14,6 +14,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
+from tasks.sources import BadRow
 from tasks.splits import draw_distinct
 
 BLOCK_NAMES = "abcdefgh"
@@ -117,20 +118,23 @@ def optimal_plan(state: State, goal: Goal) -> tuple[Action, ...]:
 
 
 def check_goal(goal: Goal, blocks: set[str]) -> None:
-    """Raise ValueError unless the goal facts name known blocks and can hold together (chains, no cycles)."""
+    """Raise ``BadRow`` (a ValueError) unless the goal facts name known blocks and can hold together (no cycles)."""
     above: dict[str, str] = {}
     below: dict[str, str] = {}
     for x, y in goal:
         if x not in blocks or y not in blocks or x == y:
-            raise ValueError(f"Goal fact {x!r} on {y!r} must name two different blocks of the problem.")
+            raise BadRow(
+                "'goal' names an unknown block",
+                f"Goal fact {x!r} on {y!r} must name two different blocks of the problem.",
+            )
         if above.get(y, x) != x or below.get(x, y) != y:
-            raise ValueError(f"Goal facts put two blocks on {y!r} or {x!r} on two blocks.")
+            raise BadRow("'goal' cannot hold", f"Goal facts put two blocks on {y!r} or {x!r} on two blocks.")
         above[y], below[x] = x, y
     for start in below:
         seen, block = set(), start
         while block in below:
             if block in seen:
-                raise ValueError("Goal facts form a cycle.")
+                raise BadRow("'goal' cannot hold", "Goal facts form a cycle.")
             seen.add(block)
             block = below[block]
 
@@ -169,17 +173,22 @@ def problem_key(row: Mapping) -> tuple:
 def problem_fields(row: Mapping) -> tuple[State, Goal]:
     """The validated initial state and goal of a row ``{"init": [[...], ...], "goal": [[x, y], ...]}``."""
     if not isinstance(row, Mapping) or "init" not in row or "goal" not in row:
-        raise ValueError("A Blocksworld example must be a dict with 'init' (stacks) and 'goal' ([x, y] facts).")
+        reason = "missing 'init' or 'goal'" if isinstance(row, Mapping) else "not a JSON object"
+        raise BadRow(reason, "A Blocksworld example must be a dict with 'init' (stacks) and 'goal' ([x, y] facts).")
     init, goal = row["init"], row["goal"]
     if not isinstance(init, list | tuple) or not all(isinstance(s, list | tuple) and s for s in init):
-        raise ValueError(f"Blocksworld 'init' must be a list of non-empty stacks (lists of names), got {init!r}.")
+        detail = f"Blocksworld 'init' must be a list of non-empty stacks (lists of names), got {init!r}."
+        raise BadRow("'init' not a list of non-empty stacks", detail)
     names = [b for stack in init for b in stack]
     if not names or not all(isinstance(b, str) and len(b) == 1 and b.isalpha() and b.islower() for b in names):
-        raise ValueError(f"Blocksworld blocks must be single lowercase letters, got {init!r}.")
+        raise BadRow(
+            "blocks not single lowercase letters", f"Blocksworld blocks must be single lowercase letters, got {init!r}."
+        )
     if len(set(names)) != len(names):
-        raise ValueError(f"Blocksworld 'init' names a block twice: {init!r}.")
+        raise BadRow("'init' names a block twice", f"Blocksworld 'init' names a block twice: {init!r}.")
     if not isinstance(goal, list | tuple) or not all(isinstance(f, list | tuple) and len(f) == 2 for f in goal):
-        raise ValueError(f"Blocksworld 'goal' must be a list of [x, y] pairs (x on y), got {goal!r}.")
+        detail = f"Blocksworld 'goal' must be a list of [x, y] pairs (x on y), got {goal!r}."
+        raise BadRow("'goal' not a list of [x, y] pairs", detail)
     facts = frozenset((str(x), str(y)) for x, y in goal)
     check_goal(facts, set(names))
     return State.of(init), facts
@@ -226,5 +235,6 @@ def check_generator_config(min_blocks: int, max_blocks: int) -> None:
     """Raise ValueError for block counts the generator and planner cannot serve."""
     if not 2 <= min_blocks <= max_blocks <= MAX_PLANNED_BLOCKS:
         raise ValueError(
-            f"Need 2 <= min_blocks <= max_blocks <= {MAX_PLANNED_BLOCKS}, got {min_blocks} and {max_blocks}."
+            f"min_blocks={min_blocks}, max_blocks={max_blocks}: "
+            f"need 2 <= min_blocks <= max_blocks <= {MAX_PLANNED_BLOCKS}."
         )

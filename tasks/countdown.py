@@ -5,8 +5,11 @@ from typing import Literal, get_args
 from tasks.arithmetic import MAX_EXPRESSION_CHARS, ArithmeticSyntaxError, parse_expression
 from tasks.base import Prompt, Score
 from tasks.countdown_problems import (
+    MAX_TARGET,
+    ROW_NUMBERS,
     ProblemKey,
     check_generator_config,
+    file_row,
     generate_problems,
     problem_fields,
     problem_key,
@@ -14,7 +17,7 @@ from tasks.countdown_problems import (
 )
 from tasks.registry import register_task
 from tasks.sources import read_valid_rows
-from tasks.splits import FileOrGeneratedSplits
+from tasks.splits import FileOrGeneratedSplits, check_split_sizes
 
 __all__ = ["CountdownTask", "countdown_reward", "generate_problems", "problem_key", "solve"]
 
@@ -70,9 +73,10 @@ class CountdownTask(FileOrGeneratedSplits):
         min_numbers: Fewest numbers in a generated problem.
         max_numbers: Most numbers in a generated problem.
         max_number: Generated numbers are drawn from 1..max_number.
-        max_target: Generated targets are integers in 1..max_target.
+        max_target: Generated targets are integers in 1..max_target (at most 1000000).
         train_file: TinyZero-format rows (nums, target) for training: a .jsonl/.json/.parquet path or a
-            Hugging Face dataset name; None generates problems.
+            Hugging Face dataset name; None generates problems. A row needs 2-6 positive integers and a target in
+            1..1000000; other rows, and JSON lines over 1 MB, are skipped with one warning counting each reason.
         test_file: Same for testing; if equal to train_file, the test rows follow the first train_size rows.
         template: Prompt style: "tinyzero" (base-model text), "chat" (one user message) or "compact" (tiny models).
         format_score: Reward for a well-formed but wrong answer (in [0, 1)).
@@ -95,13 +99,12 @@ class CountdownTask(FileOrGeneratedSplits):
         template: Template = "tinyzero",
         format_score: float = 0.1,
     ) -> None:
-        if train_size < 0 or test_size < 0:
-            raise ValueError(f"train_size and test_size must be >= 0, got {train_size} and {test_size}.")
+        check_split_sizes(train_size=train_size, test_size=test_size)
         check_generator_config(min_numbers, max_numbers, max_number, max_target)
         if template not in TEMPLATES:
-            raise ValueError(f"Unknown Countdown template {template!r}; choose one of: {', '.join(TEMPLATES)}.")
+            raise ValueError(f"template={template!r} is not one of: {', '.join(TEMPLATES)}.")
         if not 0.0 <= format_score < 1.0:
-            raise ValueError(f"format_score must be in [0, 1) so that only correct answers earn 1, got {format_score}.")
+            raise ValueError(f"format_score={format_score} must be in [0, 1), so that only correct answers earn 1.")
         self.train_size = train_size
         self.test_size = test_size
         self.seed = seed
@@ -151,14 +154,7 @@ class CountdownTask(FileOrGeneratedSplits):
 
 
 def read_countdown_rows(source: str, limit: int | None = None) -> list[dict]:
-    """Valid Countdown rows of ``source`` (up to ``limit``); broken rows are skipped with one warning."""
-    requirement = "each row needs 'nums' (a non-empty list of integers) and 'target' (an integer)"
-    return read_valid_rows(source, _countdown_row, "Countdown", requirement, limit)
-
-
-def _countdown_row(row) -> dict | None:
-    try:
-        nums, target = problem_fields(row)
-    except ValueError:
-        return None
-    return {**row, "nums": nums, "target": target}
+    """Valid Countdown rows of ``source`` (up to ``limit``; see ``file_row``); the others are skipped, reported once."""
+    low, high = ROW_NUMBERS
+    requirement = f"each row needs 'nums' ({low}-{high} positive integers) and 'target' (an integer in 1..{MAX_TARGET})"
+    return read_valid_rows(source, file_row, "Countdown", requirement, limit)

@@ -8,9 +8,14 @@ from fractions import Fraction
 from typing import Any
 
 from tasks.arithmetic import MAX_DIGITS, MAX_EXPRESSION_CHARS, BinaryOp, Expr, Number
+from tasks.sources import BadRow
 from tasks.splits import draw_distinct
 
 MAX_LITERAL = 10**MAX_DIGITS - 1
+ROW_NUMBERS = (2, 6)
+"""Fewest and most numbers of a file row: the exact solver (reference solutions) needs ~10 s for 6, far more for 7."""
+MAX_TARGET = 10**6
+"""Targets of file rows, and max_target of the generator, are integers in 1..MAX_TARGET."""
 ProblemKey = tuple[tuple[int, ...], int]
 
 _SolverTree = int | tuple[str, "_SolverTree", "_SolverTree"]
@@ -30,19 +35,47 @@ def _as_int(value: Any) -> int | None:
 def problem_fields(example: Mapping) -> tuple[list[int], int]:
     """The validated ``(nums, target)`` of a Countdown row; ValueError saying what is wrong otherwise."""
     if not isinstance(example, Mapping):
-        raise ValueError(f"A Countdown example must be a dict with 'nums' and 'target', got {type(example).__name__}.")
+        raise BadRow(
+            "not a JSON object",
+            f"A Countdown example must be a dict with 'nums' and 'target', got {type(example).__name__}.",
+        )
     for field in ("nums", "target"):
         if field not in example:
-            raise ValueError(f"Countdown example is missing the field {field!r} (it has: {sorted(map(str, example))}).")
+            raise BadRow(
+                f"missing {field!r}",
+                f"Countdown example is missing the field {field!r} (it has: {sorted(map(str, example))}).",
+            )
     raw_nums, target = example["nums"], _as_int(example["target"])
     if target is None:
-        raise ValueError(f"Countdown example field 'target' must be an integer, got {example['target']!r}.")
+        detail = f"Countdown example field 'target' must be an integer, got {example['target']!r}."
+        raise BadRow("'target' not an integer", detail)
     if not isinstance(raw_nums, list | tuple) or not raw_nums:
-        raise ValueError(f"Countdown example field 'nums' must be a non-empty list of integers, got {raw_nums!r}.")
+        raise BadRow(
+            "'nums' not a non-empty list",
+            f"Countdown example field 'nums' must be a non-empty list of integers, got {raw_nums!r}.",
+        )
     nums = [_as_int(n) for n in raw_nums]
     if any(n is None or not 0 <= n <= MAX_LITERAL for n in nums):
-        raise ValueError(f"Countdown example field 'nums' must hold integers in 0..{MAX_LITERAL}, got {raw_nums!r}.")
+        raise BadRow(
+            f"'nums' not integers in 0..{MAX_LITERAL}",
+            f"Countdown example field 'nums' must hold integers in 0..{MAX_LITERAL}, got {raw_nums!r}.",
+        )
     return nums, target  # type: ignore[return-value]
+
+
+def file_row(row: Any) -> dict:
+    """A Countdown row of a data file, checked (``problem_fields``, 2-6 positive numbers, target in 1..MAX_TARGET).
+
+    Raises ``BadRow`` saying what is out of range; integral floats become ints.
+    """
+    nums, target = problem_fields(row)
+    if not ROW_NUMBERS[0] <= len(nums) <= ROW_NUMBERS[1]:
+        raise BadRow(f"'nums' not {ROW_NUMBERS[0]}-{ROW_NUMBERS[1]} numbers")
+    if min(nums) < 1:
+        raise BadRow("'nums' not all positive")
+    if not 1 <= target <= MAX_TARGET:
+        raise BadRow(f"'target' outside 1..{MAX_TARGET}")
+    return {**row, "nums": nums, "target": target}
 
 
 def problem_key(example: Mapping) -> ProblemKey:
@@ -54,11 +87,11 @@ def problem_key(example: Mapping) -> ProblemKey:
 def check_generator_config(min_numbers: int, max_numbers: int, max_number: int, max_target: int) -> None:
     """Raise ValueError for generator settings that cannot produce problems."""
     if not 1 <= min_numbers <= max_numbers:
-        raise ValueError(f"Need 1 <= min_numbers <= max_numbers, got {min_numbers} and {max_numbers}.")
+        raise ValueError(f"min_numbers={min_numbers}, max_numbers={max_numbers}: need 1 <= min_numbers <= max_numbers.")
     if not 1 <= max_number <= MAX_LITERAL:
-        raise ValueError(f"max_number must be in 1..{MAX_LITERAL}, got {max_number}.")
-    if max_target < 1:
-        raise ValueError(f"max_target must be at least 1, got {max_target}.")
+        raise ValueError(f"max_number={max_number} must be in 1..{MAX_LITERAL}.")
+    if not 1 <= max_target <= MAX_TARGET:
+        raise ValueError(f"max_target={max_target} must be in 1..{MAX_TARGET}.")
 
 
 def _random_tree(rng: random.Random, nums: list[int]) -> Expr:

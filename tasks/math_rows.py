@@ -6,7 +6,7 @@ import numbers
 from collections.abc import Mapping
 
 from tasks.math_answers import AnswerTooLong, last_boxed
-from tasks.sources import read_valid_rows
+from tasks.sources import BadRow, read_valid_rows
 
 
 def _field(row: Mapping, name: str):
@@ -29,21 +29,25 @@ def _text(value) -> str | None:
 
 
 def math_row(row, problem_field: str = "problem", answer_field: str = "answer", answer_from_solution: bool = False):
-    """``{**row, "problem": str, "answer": str}`` for a valid row; None if a field is missing or empty.
+    """``{**row, "problem": str, "answer": str}`` for a valid row; ``BadRow`` if a field is missing or empty.
 
     With ``answer_from_solution`` the ``answer_field`` holds a worked solution and the answer is its last
     ``\\boxed{...}`` (the MATH dataset's format).
     """
     if not isinstance(row, Mapping):
-        return None
+        raise BadRow("not a JSON object")
     problem, answer = _text(_field(row, problem_field)), _text(_field(row, answer_field))
-    if answer is not None and answer_from_solution:
+    if problem is None:
+        raise BadRow(f"missing or empty {problem_field!r}")
+    if answer is None:
+        raise BadRow(f"missing or empty {answer_field!r}")
+    if answer_from_solution:
         try:
             answer = _text(last_boxed(answer))
         except AnswerTooLong:
-            answer = None
-    if problem is None or answer is None:
-        return None
+            raise BadRow(f"\\boxed{{}} answer of {answer_field!r} too long") from None
+        if answer is None:
+            raise BadRow(f"no \\boxed{{}} answer in {answer_field!r}")
     return {**row, "problem": problem, "answer": answer}
 
 
@@ -54,7 +58,7 @@ def read_math_rows(
     answer_from_solution: bool = False,
     limit: int | None = None,
 ) -> list[dict]:
-    """Valid rows of ``source`` (up to ``limit``); rows with a missing or empty field are skipped with one warning."""
+    """Valid rows of ``source`` (up to ``limit``); rows with a missing or empty field are skipped, reported once."""
     what = f"'{problem_field}' and '{answer_field}'" + (" (with a \\boxed{} answer)" if answer_from_solution else "")
     requirement = f"each row needs non-empty {what}: set problem_field/answer_field to the file's field names"
     return read_valid_rows(

@@ -1,8 +1,9 @@
 """Train and test splits that come from files or from a seeded generator, shared by the generator-backed tasks.
 
-A split given as a file takes its first ``size`` valid rows (all of them for ``None``); when train and test name the
-same file, test takes the rows after train's. A generated split draws with a seed derived from the task seed and
-never repeats a problem of the other split; warm-start problems repeat neither.
+A split given as a file takes its first ``size`` valid rows (all of them for ``None``; a file with fewer valid rows
+gives all it has, with one warning); when train and test name the same file, test takes the rows after train's. A
+generated split draws with a seed derived from the task seed and never repeats a problem of the other split;
+warm-start problems repeat neither.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import abc
 import hashlib
 import random
+import warnings
 from collections.abc import Callable, Hashable
 from typing import ClassVar
 
@@ -17,6 +19,13 @@ from tasks.base import Task
 
 MAX_CONSECUTIVE_MISSES = 100_000
 """A generator gives up after this many rejected or repeated draws in a row."""
+
+
+def check_split_sizes(**sizes: int | None) -> None:
+    """Raise ValueError naming the first negative size, e.g. ``check_split_sizes(train_size=-1)``."""
+    for name, size in sizes.items():
+        if size is not None and size < 0:
+            raise ValueError(f"{name}={size} must be >= 0.")
 
 
 def split_seed(namespace: str, seed: int, split: str) -> int:
@@ -112,17 +121,30 @@ class FileOrGeneratedSplits(Task):
         if size == 0:
             return []
         if self.train_file != self.test_file:
-            return self._cached_rows(source, size)
+            return _warn_if_short(self._cached_rows(source, size), split, source, size)
         if self.train_size is None:
             raise ValueError("train_file and test_file are the same file: set train_size to split its rows.")
         limit = None if self.test_size is None else self.train_size + self.test_size
         rows = self._cached_rows(source, limit)
         if split == "train":
-            return rows[: self.train_size]
+            return _warn_if_short(rows[: self.train_size], split, source, size)
         test = rows[self.train_size :]
         if not test:
             raise ValueError(
                 f"'{source}' has only {len(rows)} valid rows, all used by the train split; "
                 "pass a separate test_file or a smaller train_size."
             )
-        return test
+        return _warn_if_short(test, split, source, size, after=self.train_size)
+
+
+def _warn_if_short(rows: list[dict], split: str, source: str, size: int | None, after: int = 0) -> list[dict]:
+    """``rows``; with a warning when they are fewer than the ``size`` asked for (a small pool changes the run)."""
+    if size is not None and len(rows) < size:
+        rest = f" after the train split's first {after}" if after else ""
+        warnings.warn(
+            f"The {split} split has only {len(rows)} rows, fewer than {split}_size={size}: all the valid rows of "
+            f"'{source}'{rest}.",
+            UserWarning,
+            stacklevel=4,
+        )
+    return rows
