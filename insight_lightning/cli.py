@@ -9,9 +9,11 @@ import warnings
 from pathlib import Path
 
 import lightning
+import yaml
 from jsonargparse import ActionConfigFile, ArgumentError, set_parsing_settings
 from lightning.pytorch.cli import LightningCLI
 
+from insight_lightning.checkpoint_io import check_readable, install_checkpoint_io
 from insight_lightning.cli_errors import explain
 from insight_lightning.data import PromptDataModule
 from insight_lightning.model_loading import PolicyLoadError
@@ -44,11 +46,37 @@ def resolve_config(value: str) -> str:
     return value
 
 
+def yaml_syntax_error(path: str) -> str | None:
+    """Where and why the config file at ``path`` is not valid YAML, in one sentence; None if it parses."""
+    if not isinstance(path, str) or not os.path.isfile(path):
+        return None
+    try:
+        yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        context = (
+            f" ({error.context}, line {error.context_mark.line + 1})" if error.context and error.context_mark else ""
+        )
+        return f"Config file '{path}' is not valid YAML{where}: {error.problem or error.context}{context}"
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
+        return f"Config file '{path}' is not valid YAML: {' '.join(str(error).split())}"
+    return None
+
+
 class ConfigFileOrBuiltin(ActionConfigFile):
     """--config PATH, or the name of a config shipped with the package."""
 
     def __call__(self, parser, cfg, values, option_string=None):
-        super().__call__(parser, cfg, resolve_config(values), option_string)
+        path = resolve_config(values)
+        try:
+            super().__call__(parser, cfg, path, option_string)
+        except Exception:
+            # jsonargparse parses the file's text, so its message names "<unicode string>": name the file instead
+            problem = yaml_syntax_error(path)
+            if problem is None:
+                raise
+            raise ValueError(problem) from None
 
 
 class InsightCLI(LightningCLI):
@@ -68,6 +96,20 @@ class InsightCLI(LightningCLI):
     def add_arguments_to_parser(self, parser) -> None:
         parser.link_arguments("data.task", "model.task", apply_on="instantiate")
         parser.link_arguments("model.grpo.group_size", "data.group_size")
+
+    def _parse_ckpt_path(self) -> None:
+        """Lightning's read of --ckpt_path for its hyperparameters, after a check that names an unreadable file."""
+        # Lightning torch.loads the checkpoint here, before any trainer exists: a corrupt one would be a traceback
+        subcommand = self.config.get("subcommand")
+        if subcommand and self.config[subcommand].get("ckpt_path"):
+            check_readable(self.config[subcommand].ckpt_path, weights_only=True)
+        super()._parse_ckpt_path()
+
+    def instantiate_trainer(self, **kwargs):
+        """The trainer, with atomic checkpoint saves and one-sentence errors for checkpoints that cannot be read."""
+        trainer = super().instantiate_trainer(**kwargs)
+        install_checkpoint_io(trainer.strategy)
+        return trainer
 
 
 def program_name() -> str:
@@ -98,11 +140,23 @@ def quiet_known_warnings() -> None:
     warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\)")
 
 
+class CurrentStderrHandler(logging.StreamHandler):
+    """Writes to whatever sys.stderr is when a message comes (pytest and notebooks replace it between runs)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
 def show_progress_messages() -> None:
     """Warm-start and validation progress go to the console, like Lightning's own messages."""
     logger = logging.getLogger("insight_lightning")
     if not logger.handlers:
-        handler = logging.StreamHandler()
+        handler = CurrentStderrHandler()
         handler.setFormatter(logging.Formatter("%(message)s"))
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)

@@ -9,8 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
-import torch
-
+from insight_lightning.checkpoint_io import CheckpointReadError, read_checkpoint
 from insight_lightning.cli import CLI_SETTINGS, InsightCLI, resolve_config
 from insight_lightning.data import PromptDataModule
 from insight_lightning.module import GRPOModule
@@ -18,7 +17,7 @@ from insight_lightning.module import GRPOModule
 
 def export_merged(module: GRPOModule, ckpt_path: str, output_dir: str) -> Path:
     """Load the checkpoint's weights into the module's policy, merge any adapter, and save model + tokenizer."""
-    checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    checkpoint = read_checkpoint(ckpt_path, weights_only=False, fresh=None)  # unreadable: one sentence, no traceback
     module.build_policy()
     module.on_load_checkpoint(checkpoint)
     missing, _ = module.load_state_dict(checkpoint["state_dict"], strict=False)
@@ -56,4 +55,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    try:
+        main(sys.argv[1:])
+    except (CheckpointReadError, FileNotFoundError) as err:
+        sys.exit(f"error: {err}")  # stderr, exit status 1
