@@ -39,26 +39,30 @@ class GRPOConfig:
     """Sequences per forward/backward pass (gradient accumulation within an update; bounds memory)."""
     max_grad_norm: float = 1.0
     """Gradient clipping by global norm (0 disables clipping)."""
+    max_consecutive_skips: int = 3
+    """Updates in a row with a non-finite loss or gradient norm (each skipped) after which the run stops."""
     logprob_chunk_size: int = 1024
     """Tokens per chunk of the output-head + log-softmax, so no full-vocabulary tensor of the batch is built."""
 
     def __post_init__(self) -> None:
         if self.group_size < 2:
             raise ValueError(
-                f"grpo.group_size={self.group_size}: it must be at least 2, since advantages compare completions of "
-                "the same prompt"
+                f"model.grpo.group_size={self.group_size} must be at least 2: GRPO's advantages compare the "
+                "completions of the same prompt"
             )
         if self.loss_aggregation not in LOSS_AGGREGATIONS:
             raise ValueError(
-                f"grpo.loss_aggregation must be one of {', '.join(sorted(LOSS_AGGREGATIONS))}, "
-                f"got '{self.loss_aggregation}'"
+                f"model.grpo.loss_aggregation='{self.loss_aggregation}' is not one of "
+                f"{', '.join(sorted(LOSS_AGGREGATIONS))}"
             )
         if self.mini_batch_size is not None and self.mini_batch_size <= 0:
-            raise ValueError(f"grpo.mini_batch_size must be positive or null, got {self.mini_batch_size}")
-        if self.micro_batch_size <= 0 or self.epochs <= 0:
-            raise ValueError(
-                f"grpo.micro_batch_size ({self.micro_batch_size}) and grpo.epochs ({self.epochs}) must be positive"
-            )
+            raise ValueError(f"model.grpo.mini_batch_size={self.mini_batch_size} must be positive or null")
+        if self.micro_batch_size <= 0:
+            raise ValueError(f"model.grpo.micro_batch_size={self.micro_batch_size} must be positive")
+        if self.epochs <= 0:
+            raise ValueError(f"model.grpo.epochs={self.epochs} must be positive")
+        if self.max_consecutive_skips < 1:
+            raise ValueError(f"model.grpo.max_consecutive_skips={self.max_consecutive_skips} must be at least 1")
 
 
 @dataclass

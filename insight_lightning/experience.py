@@ -3,6 +3,7 @@ out further selections until enough groups are informative."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -37,6 +38,7 @@ class Experience:
     examples: list[dict]  # [b]
     outcomes: StepOutcomes  # every group rolled out, extra rounds included, for the beliefs
     generated_tokens: float  # completion tokens of every generated sequence
+    verify_s: float = 0.0  # wall-clock time spent in the verifier
     extra_rounds: int = 0  # dynamic sampling: generation rounds after the first
     informative_frac: Tensor | None = None  # dynamic sampling: share of the generated groups that were informative
 
@@ -71,15 +73,24 @@ def collect_experience(
     same decision (one collective per round), so that all ranks draw alike.
     """
     k = group_size
+    verify_s = 0.0
+
+    def score(texts: list[str], rows: list[dict]) -> GroupScores:
+        nonlocal verify_s
+        started = time.perf_counter()
+        scores = score_completions(task, texts, rows, k)
+        verify_s += time.perf_counter() - started
+        return scores
+
     examples = list(batch.examples)
     rollout, completions = policy.sample([task.prompt(e) for e in examples], k, params)
-    scores = score_completions(task, completions, examples, k)
+    scores = score(completions, examples)
     selections = [batch.selection]
     refill = batch.refill
     if refill is None:
         outcomes = _outcomes(examples, scores, k)
         tokens = float(rollout.completion_mask.sum())
-        return Experience(rollout, completions, scores, examples, StepOutcomes(outcomes, selections), tokens)
+        return Experience(rollout, completions, scores, examples, StepOutcomes(outcomes, selections), tokens, verify_s)
 
     wanted, rounds = len(examples), 0
     parts, texts, scored = [rollout], [completions], [scores]
@@ -87,7 +98,7 @@ def collect_experience(
     while rounds < refill.max_rounds and any_rank_short(max(0, wanted - int(keep.sum()))):
         more = refill.draw()
         more_rollout, more_texts = policy.sample([task.prompt(e) for e in more.examples], k, params)
-        more_scores = score_completions(task, more_texts, more.examples, k)
+        more_scores = score(more_texts, more.examples)
         examples += more.examples
         selections.append(more.selection)
         parts.append(more_rollout)
@@ -110,6 +121,7 @@ def collect_experience(
         examples=[examples[i] for i in groups.tolist()],
         outcomes=StepOutcomes(outcomes, selections),
         generated_tokens=tokens,
+        verify_s=verify_s,
         extra_rounds=rounds,
         informative_frac=keep.float().mean(),
     )

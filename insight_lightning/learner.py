@@ -4,6 +4,10 @@ Gradients accumulate over the micro-batches of a mini-batch and are synchronised
 one; each mini-batch is one optimizer update. The loss of a mini-batch does not depend on how it is split into
 micro-batches (grpo.py: a sum over rows and tokens divided by a normaliser computed once per mini-batch), nor, under
 DDP/FSDP2, on how the rows are split across ranks: the normaliser is the global one.
+
+An update whose loss or gradient norm is not finite is skipped (its gradients dropped, so the weights and the
+optimizer's moments stay as they were) and counted; after ``grpo.max_consecutive_skips`` skips in a row the run
+stops with ``DivergedError``.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from torch import Tensor
 from torch.distributed.tensor import DTensor
 
 from insight_lightning.config import GRPOConfig
+from insight_lightning.divergence import DivergedError
 from insight_lightning.fsdp import gradient_sync
 from insight_lightning.grpo import aggregate_loss, grpo_token_loss, loss_normalizer
 from insight_lightning.policy import Policy
@@ -44,13 +49,15 @@ class TokenSums:
 
 @dataclass
 class UpdateStats:
-    """What a step's updates did: token means of the loss terms, and the mean gradient norm before clipping."""
+    """What a step's updates did: token means of the loss terms, the mean gradient norm before clipping, and how
+    many updates were skipped for a non-finite loss or gradient norm."""
 
     pg_loss: Tensor
     clip_frac: Tensor
     entropy: Tensor
     kl: Tensor | None  # None without a KL term
-    grad_norm: Tensor  # 0 when clipping is off (the norm is computed by the clipping)
+    grad_norm: Tensor  # the true global norm, clipping or not (non-finite if an update's was)
+    skipped_updates: int
 
     def metrics(self) -> dict[str, Tensor]:
         metrics = {
@@ -58,6 +65,7 @@ class UpdateStats:
             "train/clip_frac": self.clip_frac,
             "train/entropy": self.entropy,
             "train/grad_norm": self.grad_norm,
+            "train/skipped_updates": torch.tensor(float(self.skipped_updates)),
         }
         if self.kl is not None:
             metrics["train/kl"] = self.kl
@@ -77,6 +85,8 @@ class Learner:
         self.config = config
         self.temperature = temperature
         self.max_response_length = max_response_length
+        self.consecutive_skips = 0
+        """Updates skipped in a row, across steps (reset by an update that is applied)."""
 
     def update(
         self, module: L.LightningModule, policy: Policy, rollout: RolloutBatch, advantages: Tensor
@@ -95,11 +105,12 @@ class Learner:
         sums = TokenSums.zeros(module.device)
         grad_norm = torch.zeros((), dtype=torch.float64, device=module.device)
         params = policy.trainable_parameters()
-        updates_done = 0
+        updates_done = skipped = 0
         for _ in range(cfg.epochs):
             for start in range(0, num_rows, rows_per_update):
                 rows = slice(start, min(start + rows_per_update, num_rows))
                 normalizer = self._global_normalizer(scored[rows], module)
+                loss_finite = torch.ones((), dtype=torch.bool, device=module.device)
                 starts = range(rows.start, rows.stop, cfg.micro_batch_size)
                 for micro in starts:
                     mb = slice(micro, min(micro + cfg.micro_batch_size, rows.stop))
@@ -116,10 +127,16 @@ class Learner:
                             normalizer,
                         )
                         module.manual_backward(loss)
+                    loss_finite &= torch.isfinite(loss.detach())
                     sums.add(micro_sums)
-                if cfg.max_grad_norm > 0:
-                    norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
-                    grad_norm = grad_norm + (norm.full_tensor() if isinstance(norm, DTensor) else norm).double()
+                norm = self._clip_gradients(params)
+                grad_norm = grad_norm + norm
+                if not self._update_is_finite(norm, loss_finite, module):
+                    opt.zero_grad(set_to_none=True)  # the optimizer skips parameters without a gradient
+                    skipped += 1
+                    self._count_skip(module, opt)
+                else:
+                    self.consecutive_skips = 0
                 updates_done += 1
                 if updates_done == total_updates:
                     opt.step()  # counted by Lightning: trainer.global_step is the number of RL steps
@@ -133,6 +150,39 @@ class Learner:
             entropy=sums.entropy / tokens,
             kl=sums.kl / tokens if cfg.kl_coef > 0 else None,
             grad_norm=grad_norm / total_updates,
+            skipped_updates=skipped,
+        )
+
+    def _clip_gradients(self, params: list[torch.nn.Parameter]) -> Tensor:
+        """The global gradient norm (float64 scalar on the device); gradients clipped to max_grad_norm if set."""
+        grads = [p.grad for p in params if p.grad is not None]
+        norm = torch.nn.utils.get_total_norm(grads)
+        if self.config.max_grad_norm > 0:
+            torch.nn.utils.clip_grads_with_norm_(params, self.config.max_grad_norm, norm)
+        return (norm.full_tensor() if isinstance(norm, DTensor) else norm).double()
+
+    def _update_is_finite(self, norm: Tensor, loss_finite: Tensor, module: L.LightningModule) -> bool:
+        """Whether this update may be applied: the same answer on every rank (one host sync per update).
+
+        The norm is of the synchronised gradients, hence equal on all ranks; a rank's non-finite loss is shared.
+        """
+        bad = (~(torch.isfinite(norm) & loss_finite)).double()
+        if module.trainer.world_size > 1:
+            bad = module.trainer.strategy.reduce(bad, reduce_op="sum")
+        return not bool(bad > 0)
+
+    def _count_skip(self, module: L.LightningModule, opt) -> None:
+        """One more skipped update in a row; too many stop the run with what to change."""
+        self.consecutive_skips += 1
+        if self.consecutive_skips < self.config.max_consecutive_skips:
+            return
+        lr = opt.param_groups[0].get("initial_lr", opt.param_groups[0]["lr"])
+        clip = "" if self.config.max_grad_norm > 0 else " or clip gradients (grpo.max_grad_norm > 0)"
+        raise DivergedError(
+            f"Step {module.global_step + 1}: {self.consecutive_skips} updates in a row had a non-finite loss or "
+            f"gradient norm and were skipped (the weights are as after the last finite update); the training has "
+            f"diverged, most likely from too high a learning rate (optimizer.lr={lr:g}): lower it{clip} (or, if "
+            "train/reward is nan, fix the task's verifier)."
         )
 
     def _global_normalizer(self, scored: Tensor, module: L.LightningModule) -> float:

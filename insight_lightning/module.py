@@ -20,6 +20,7 @@ from insight_lightning.checkpointing import (
 )
 from insight_lightning.config import GRPOConfig, LoggingConfig, OptimizerConfig, RolloutConfig, ValidationConfig
 from insight_lightning.data import PromptBatch
+from insight_lightning.divergence import check_finite_weights
 from insight_lightning.evaluation import SplitTotals, score_batch, split_metrics, sum_over_ranks
 from insight_lightning.experience import Experience, collect_experience
 from insight_lightning.grpo import group_advantages
@@ -30,7 +31,7 @@ from insight_lightning.policy import Policy, build_policy
 from insight_lightning.rng import capture_rng_state, restore_rng_state
 from insight_lightning.scalar_logging import log_scalars, log_text_samples
 from insight_lightning.selection_callback import SelectionCallback
-from insight_lightning.setting_checks import check_model_settings, check_strategy_settings
+from insight_lightning.setting_checks import check_model_settings, check_sampling_settings, check_strategy_settings
 from insight_lightning.step_report import StepTimes, mean_over_ranks, sample_rows, step_metrics
 from insight_lightning.warmstart import WarmStartConfig, WarmStartResult, shared_warm_start
 from tasks import Task
@@ -74,6 +75,7 @@ class GRPOModule(L.LightningModule):
         self.log_config = copy.deepcopy(logging)
         self.task = task
         check_model_settings(self.policy_config, self.grpo)
+        check_sampling_settings(self.rollout)
         self.automatic_optimization = False
         self.strict_loading = False  # checkpoints hold only the trained weights, not the frozen base
         self.save_hyperparameters(ignore=["task"])
@@ -134,6 +136,7 @@ class GRPOModule(L.LightningModule):
         return batch  # batches are examples (Python data); token ids are built on the device by the policy
 
     def training_step(self, batch: PromptBatch, batch_idx: int) -> dict:
+        faults_before = self.task.verifier_counts()
         started = time.perf_counter()
         experience = collect_experience(
             batch, self.policy, self.task, self.grpo.group_size, self.rollout, self._any_rank_short
@@ -149,7 +152,8 @@ class GRPOModule(L.LightningModule):
         sequences = experience.sequences_generated
         self.rollouts_generated += sequences
         self.last_step_times = StepTimes(rollout_s, update_s, float(sequences), experience.generated_tokens)
-        self._log_step(experience, stats.metrics())
+        faults = {name: count - faults_before.get(name, 0) for name, count in self.task.verifier_counts().items()}
+        self._log_step(experience, stats.metrics(), faults)
         return {"outcomes": experience.outcomes}  # to SelectionCallback.on_train_batch_end (Lightning wants a dict)
 
     def _any_rank_short(self, shortfall: int) -> bool:
@@ -212,7 +216,9 @@ class GRPOModule(L.LightningModule):
         return persisted_keys(self, keep_base=self.policy_config.is_tiny)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        state = checkpoint["state_dict"] = trained_state(checkpoint["state_dict"], self.persisted_keys())
+        keep = self.persisted_keys()
+        state = checkpoint["state_dict"] = trained_state(checkpoint["state_dict"], keep)
+        check_finite_weights({k: v for k, v in state.items() if k in keep}, self.global_step)
         checkpoint["insight_lightning"] = {
             "rng_per_rank": rng_states_of_all_ranks(self.trainer.world_size if self._trainer is not None else 1),
             "policy": asdict(self.policy_config),
@@ -229,7 +235,7 @@ class GRPOModule(L.LightningModule):
         self.rollouts_generated = int(extra.get("rollouts_generated", 0))
 
     # ----------------------------------------------------------------------------------------------- logging
-    def _log_step(self, experience: Experience, update_metrics: dict[str, Tensor]) -> None:
+    def _log_step(self, experience: Experience, update_metrics: dict[str, Tensor], faults: dict[str, int]) -> None:
         """Average the step's metrics across ranks with one collective, then log them at step = RL steps done."""
         lr = self.optimizers().param_groups[0]["lr"]
         truncated = self.policy.prompts.last_truncated
@@ -241,6 +247,7 @@ class GRPOModule(L.LightningModule):
             self.rollouts_generated,
             lr,
             self.grpo.group_size,
+            faults,
         )
         values = mean_over_ranks(metrics, self.trainer.strategy, self.trainer.world_size, self.device)
         log_scalars(self.trainer, values, self.global_step)

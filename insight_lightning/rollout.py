@@ -10,6 +10,8 @@ import torch
 from torch import Tensor
 from transformers import GenerationConfig
 
+from insight_lightning.divergence import explain_sampling_failure
+
 KVCache = Literal["dynamic", "static"]
 
 
@@ -152,6 +154,11 @@ class HFGenerateEngine(RolloutEngine):
             out = model.generate(
                 input_ids=prompt_ids, attention_mask=prompt_mask, generation_config=self.generation_config(params)
             )  # [B, P+T']
+        except RuntimeError as error:
+            diverged = explain_sampling_failure(error)
+            if diverged is None:
+                raise
+            raise diverged from error
         finally:
             model.train(was_training)
         completion_ids = out[:, prompt_ids.shape[1] :]  # [B, T']

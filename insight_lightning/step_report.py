@@ -9,6 +9,9 @@ from torch import Tensor
 
 from insight_lightning.experience import Experience
 
+VERIFIER_PREFIX = "train/verifier_"
+"""Per-step counts of verifier faults (timeouts, failures, refused answers), summed over ranks."""
+
 
 @dataclass
 class StepTimes:
@@ -32,8 +35,9 @@ def step_metrics(
     rollouts_total: int,
     lr: float,
     group_size: int,
+    verifier_faults: dict[str, int],
 ) -> dict[str, Tensor]:
-    """Every scalar of one step on this rank."""
+    """Every scalar of one step on this rank; verifier_faults: the verifier's fault counts during the step."""
     scores = experience.scores
     return {
         "train/reward": scores.rewards.mean(),
@@ -45,20 +49,26 @@ def step_metrics(
         "train/rollouts_total": torch.tensor(float(rollouts_total)),
         "time/rollout_s": torch.tensor(times.rollout_s),
         "time/update_s": torch.tensor(times.update_s),
+        "time/verify_s": torch.tensor(experience.verify_s),
         "time/rollout_tok_per_s": torch.tensor(times.tok_per_s),
         "train/lr": torch.tensor(lr),
+        **{f"{VERIFIER_PREFIX}{name}": torch.tensor(float(count)) for name, count in verifier_faults.items()},
         **experience.selection_metrics(group_size),
         **update_metrics,
     }
 
 
 def mean_over_ranks(metrics: dict[str, Tensor], strategy, world_size: int, device: torch.device) -> dict[str, float]:
-    """Each metric averaged over the ranks, in one collective."""
+    """Each metric averaged over the ranks, in one collective; counts of events (train/verifier_*) summed."""
     keys = list(metrics)
     stacked = torch.stack([torch.as_tensor(metrics[k], dtype=torch.float64).cpu() for k in keys])  # [metrics]
     if world_size > 1:
         stacked = strategy.reduce(stacked.to(device), reduce_op="mean").cpu()
-    return dict(zip(keys, stacked.tolist()))
+    values = dict(zip(keys, stacked.tolist()))
+    for key in keys:
+        if key.startswith(VERIFIER_PREFIX):
+            values[key] *= world_size
+    return values
 
 
 def sample_rows(experience: Experience, count: int, group_size: int) -> tuple[list[dict], list[str], list[float]]:

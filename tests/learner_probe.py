@@ -89,11 +89,14 @@ class LearnerProbe(L.LightningModule):
         rows = torch.arange(GROUPS * K).reshape(self.trainer.world_size, -1)[self.global_rank]  # this rank's groups
         before = {n: p.detach().clone() for n, p in self.policy.named_parameters() if p.requires_grad}
         objective_before = weighted_loglik(self.policy, rollout, advantages)
-        self.learner.update(self, self.policy, rollout.select(rows), advantages[rows])
+        stats = self.learner.update(self, self.policy, rollout.select(rows), advantages[rows])
         after = {n: p.detach().clone() for n, p in self.policy.named_parameters() if p.requires_grad}
         if self.global_rank == 0:
             objective = (objective_before, weighted_loglik(self.policy, rollout, advantages))
-            torch.save({"before": before, "after": after, "objective": objective}, self.out)
+            torch.save(
+                {"before": before, "after": after, "objective": objective, "grad_norm": float(stats.grad_norm)},
+                self.out,
+            )
 
 
 def main() -> None:

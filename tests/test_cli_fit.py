@@ -24,6 +24,8 @@ REQUIRED_TAGS = {
     "time/rollout_s",
     "time/update_s",
     "time/rollout_tok_per_s",
+    "time/verify_s",
+    "train/skipped_updates",
     "val/accuracy",
     "val/accuracy_greedy",
     "selection/frac_unseen",

@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import ROOT, cli
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from insight_lightning.cli import BUILTIN_CONFIGS, main, resolve_config
 
@@ -56,6 +57,12 @@ def test_every_cpu_config_trains_a_step(config, tmp_path):
         ]
     )
     assert run.trainer.global_step == 1 and run.model.warm_start_result.steps == 3
+    (events,) = tmp_path.rglob("events.out.tfevents.*")
+    acc = EventAccumulator(str(events.parent), size_guidance={"scalars": 0})
+    acc.Reload()
+    faults = {f"train/verifier_{name}" for name in run.model.task.verifier_counts()}  # the math task's
+    assert {"time/verify_s", "train/skipped_updates", "train/grad_norm"} | faults <= set(acc.Tags()["scalars"])
+    assert str(config) != "math.yaml" or "train/verifier_timeouts" in faults
 
 
 def test_a_built_in_config_resolves_by_name_from_any_folder(tmp_path):

@@ -48,6 +48,9 @@ def test_one_update_is_the_gradient_step_of_the_token_mean_objective(single):
         torch.testing.assert_close(step[name], -grad, rtol=1e-4, atol=1e-7)
     before, after = single["objective"]
     assert after > before
+    # train/grad_norm is the true global norm although clipping is off (max_grad_norm=0) in the probe
+    true_norm = torch.sqrt(sum((g.double() ** 2).sum() for g in expected.values())).item()
+    assert single["grad_norm"] == pytest.approx(true_norm, rel=1e-4) and true_norm > 0
 
 
 def test_micro_batches_accumulate_to_the_same_update(single, tmp_path):
