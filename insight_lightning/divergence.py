@@ -29,7 +29,8 @@ def check_finite_weights(state: dict[str, Tensor], step: int) -> None:
         example = f" (e.g. {bad[0]})" if bad else ""
         raise DivergedError(
             f"Step {step}: {int(count.item())} trained weight tensors hold inf or nan{example}, so no checkpoint was "
-            "written (the earlier ones are intact); the training has diverged: lower optimizer.lr or clip gradients."
+            "written (the earlier ones are intact); the training has diverged: lower model.optimizer.lr or clip "
+            "gradients."
         )
 
 
@@ -46,5 +47,5 @@ def explain_sampling_failure(error: RuntimeError) -> DivergedError | None:
         return None
     return DivergedError(
         "Sampling failed: the policy's next-token probabilities hold inf or nan, so its weights have diverged "
-        "(see train/grad_norm and train/skipped_updates); lower optimizer.lr or clip gradients (grpo.max_grad_norm)."
+        "(see train/grad_norm and train/skipped_updates); lower model.optimizer.lr or clip gradients."
     )

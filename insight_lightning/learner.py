@@ -177,12 +177,12 @@ class Learner:
         if self.consecutive_skips < self.config.max_consecutive_skips:
             return
         lr = opt.param_groups[0].get("initial_lr", opt.param_groups[0]["lr"])
-        clip = "" if self.config.max_grad_norm > 0 else " or clip gradients (grpo.max_grad_norm > 0)"
+        clip = "" if self.config.max_grad_norm > 0 else " or clip gradients (model.grpo.max_grad_norm > 0)"
         raise DivergedError(
             f"Step {module.global_step + 1}: {self.consecutive_skips} updates in a row had a non-finite loss or "
             f"gradient norm and were skipped (the weights are as after the last finite update); the training has "
-            f"diverged, most likely from too high a learning rate (optimizer.lr={lr:g}): lower it{clip} (or, if "
-            "train/reward is nan, fix the task's verifier)."
+            f"diverged, most likely from too high a learning rate (model.optimizer.lr={lr:g}): lower it{clip}; if "
+            "train/reward is nan, the task's verifier is at fault."
         )
 
     def _global_normalizer(self, scored: Tensor, module: L.LightningModule) -> float:

@@ -39,7 +39,7 @@ def test_non_finite_updates_are_skipped_never_checkpointed_and_stop_the_run_in_o
     assert exit_info.value.code == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert lines[-1].startswith("error: Step 4: 3 updates in a row had a non-finite loss or gradient norm")
-    assert "optimizer.lr" in lines[-1] and "Traceback" not in "\n".join(lines)
+    assert "model.optimizer.lr=0.0005" in lines[-1] and "Traceback" not in "\n".join(lines)
 
     assert scalars(tmp_path / "runs", "train/skipped_updates") == [0.0, 1.0, 1.0]
     norms = scalars(tmp_path / "runs", "train/grad_norm")  # the true norm, not a clipping by-product
