@@ -41,8 +41,9 @@ class GRPOConfig:
     """Gradient clipping by global norm (0 disables clipping)."""
     max_consecutive_skips: int = 3
     """Updates in a row with a non-finite loss or gradient norm (each skipped) after which the run stops."""
-    logprob_chunk_size: int = 1024
-    """Tokens per chunk of the output-head + log-softmax, so no full-vocabulary tensor of the batch is built."""
+    logprob_chunk_size: int | None = None
+    """Tokens per chunk of the output head + log-softmax (no full-vocabulary tensor of the batch is ever built);
+    null: as many as keep one float32 [tokens, vocab] tensor near 64 MB, at most 1024."""
 
     def __post_init__(self) -> None:
         if self.group_size < 2:
@@ -61,6 +62,8 @@ class GRPOConfig:
             raise ValueError(f"model.grpo.micro_batch_size={self.micro_batch_size} must be positive")
         if self.epochs <= 0:
             raise ValueError(f"model.grpo.epochs={self.epochs} must be positive")
+        if self.logprob_chunk_size is not None and self.logprob_chunk_size < 1:
+            raise ValueError(f"model.grpo.logprob_chunk_size={self.logprob_chunk_size} must be positive or null")
         if self.max_consecutive_skips < 1:
             raise ValueError(f"model.grpo.max_consecutive_skips={self.max_consecutive_skips} must be at least 1")
 

@@ -111,7 +111,7 @@ def end_of_sequence_ids(model: PreTrainedModel, tokenizer) -> list[int]:
 def build_policy(
     config: PolicyConfig,
     rollout: RolloutConfig,
-    logprob_chunk_size: int,
+    logprob_chunk_size: int | None,
     device: torch.device,
     before_adapter: Callable[[PreTrainedModel, PromptEncoder], None] | None = None,
 ) -> Policy:
@@ -123,4 +123,18 @@ def build_policy(
         before_adapter(base, prompts)
     model = apply_adapter(base, config)
     engine = HFGenerateEngine(end_of_sequence_ids(model, tokenizer), tokenizer.pad_token_id, cache=rollout.cache)
-    return Policy(model, tokenizer, prompts, engine, rollout.batch_size, logprob_chunk_size)
+    chunk = logprob_chunk_size or auto_logprob_chunk_size(model.get_output_embeddings().weight.shape[0])
+    return Policy(model, tokenizer, prompts, engine, rollout.batch_size, chunk)
+
+
+LOGPROB_CHUNK_ELEMENTS = 1 << 24
+"""Logits per chunk of the automatic chunk size: 64 MB in float32 (the log-softmax and its exp hold a few such)."""
+
+
+def auto_logprob_chunk_size(vocab_size: int) -> int:
+    """Tokens per log-prob chunk for this vocabulary: 341 for SmolLM2's 49k, 110 for Qwen's 152k, 1024 at most.
+
+    Measured on SmolLM2-135M (16 x 144 tokens, LoRA, checkpointing): 1024-token chunks peak at 2.1 GB RSS, 341-token
+    ones at 1.4 GB; the head's matmul stays large enough to run at full speed.
+    """
+    return max(16, min(1024, LOGPROB_CHUNK_ELEMENTS // max(vocab_size, 1)))
