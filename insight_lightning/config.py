@@ -39,6 +39,8 @@ class GRPOConfig:
     """Sequences per forward/backward pass (gradient accumulation within an update; bounds memory)."""
     max_grad_norm: float = 1.0
     """Gradient clipping by global norm (0 disables clipping)."""
+    max_steps_without_signal_at_start: int = 10
+    """Stop with advice when the first N steps all lacked a learning signal (equal rewards in every group); 0: never."""
     max_consecutive_skips: int = 3
     """Updates in a row with a non-finite loss or gradient norm (each skipped) after which the run stops."""
     logprob_chunk_size: int | None = None

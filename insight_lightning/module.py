@@ -32,7 +32,7 @@ from insight_lightning.rng import capture_rng_state, restore_rng_state
 from insight_lightning.scalar_logging import log_scalars, log_text_samples
 from insight_lightning.selection_callback import SelectionCallback
 from insight_lightning.setting_checks import check_model_settings, check_sampling_settings, check_strategy_settings
-from insight_lightning.step_report import StepTimes, mean_over_ranks, sample_rows, step_metrics
+from insight_lightning.step_report import SignalWatch, StepTimes, mean_over_ranks, sample_rows, step_metrics
 from insight_lightning.warmstart import WarmStartConfig, WarmStartResult, shared_warm_start
 from tasks import Task
 
@@ -83,6 +83,7 @@ class GRPOModule(L.LightningModule):
         self.policy: Policy | None = None
         self.warm_start_result: WarmStartResult | None = None
         self.last_step_times: StepTimes | None = None
+        self.signal_watch = SignalWatch(self.grpo.max_steps_without_signal_at_start)
         self.rollouts_generated = 0  # sequences sampled for training so far, extra dynamic-sampling rounds included
         self._val_totals: list[SplitTotals] = []
         self._val_rng: dict | None = None
@@ -250,7 +251,12 @@ class GRPOModule(L.LightningModule):
             faults,
         )
         values = mean_over_ranks(metrics, self.trainer.strategy, self.trainer.world_size, self.device)
+        all_equal, all_wrong = values["train/frac_all_equal"], values["train/frac_all_wrong"]
+        warning = self.signal_watch.update(all_equal, all_wrong, self.global_step)
+        values["train/steps_without_signal"] = float(self.signal_watch.steps_without)
         log_scalars(self.trainer, values, self.global_step)
+        if warning and self.global_rank == 0:
+            log.warning(warning)
         self.log_dict({"reward": values["train/reward"], "acc": values["train/accuracy"]}, prog_bar=True, logger=False)
         every = self.log_config.text_samples_every_n_steps
         if every and (self.global_step % every == 0 or self.global_step == 1):

@@ -44,6 +44,7 @@ def step_metrics(
         "train/accuracy": scores.correct.float().mean(),
         "train/frac_all_correct": scores.correct.all(dim=1).float().mean(),
         "train/frac_all_wrong": (~scores.correct.any(dim=1)).float().mean(),
+        "train/frac_all_equal": (scores.rewards.amax(dim=1) == scores.rewards.amin(dim=1)).float().mean(),
         "train/response_len": experience.rollout.completion_mask.sum(dim=1).float().mean().cpu(),
         "train/truncated_prompts": torch.tensor(float(truncated_prompts)),
         "train/rollouts_total": torch.tensor(float(rollouts_total)),
@@ -72,8 +73,48 @@ def mean_over_ranks(metrics: dict[str, Tensor], strategy, world_size: int, devic
 
 
 def sample_rows(experience: Experience, count: int, group_size: int) -> tuple[list[dict], list[str], list[float]]:
-    """The first `count` rollouts: their examples, completions and rewards (for the text samples)."""
-    shown = range(min(count, len(experience.completions)))
-    rewards = experience.scores.rewards.reshape(-1).tolist()
+    """The step's highest- and lowest-reward rollouts (half each, best first): examples, completions, rewards."""
+    rewards = experience.scores.rewards.reshape(-1)  # [b*K]
+    order = torch.argsort(rewards, descending=True, stable=True).tolist()
+    count = min(count, len(order))
+    shown = order[: (count + 1) // 2] + order[len(order) - count // 2 :]
     examples = [experience.examples[i // group_size] for i in shown]
-    return examples, [experience.completions[i] for i in shown], rewards[: len(shown)]
+    return examples, [experience.completions[i] for i in shown], [float(rewards[i]) for i in shown]
+
+
+class NoLearningSignal(ValueError):
+    """The run's first steps gave GRPO nothing to learn from."""
+
+
+@dataclass
+class SignalWatch:
+    """Steps in a row without a learning signal (every group's K rewards equal, so every advantage is 0).
+
+    Such a step is logged with a warning; a run whose first ``limit_at_start`` steps all lacked one stops with
+    advice, since a model that solves none (or all) of its prompts learns nothing from GRPO.
+    """
+
+    limit_at_start: int
+    steps_without: int = 0
+    seen_signal: bool = False
+
+    def update(self, frac_all_equal: float, frac_all_wrong: float, step: int) -> str | None:
+        """Count this step; the warning to log when it had no signal (None otherwise)."""
+        if frac_all_equal < 1.0:
+            self.steps_without, self.seen_signal = 0, True
+            return None
+        self.steps_without += 1
+        if not self.seen_signal and 0 < self.limit_at_start <= self.steps_without:
+            raise NoLearningSignal(
+                f"Steps 1-{step} had no learning signal: in every group all K rewards were equal ("
+                f"{frac_all_wrong:.0%} of the groups all wrong), so GRPO's advantages were 0. The model solves "
+                "none of its prompts: try easier data, a supervised warm-start (model.warm_start), a prompt that "
+                "states the answer format plainly, a lenient format (e.g. number_fallback: true for math), or a "
+                "larger model.grpo.group_size."
+            )
+        if self.steps_without == 1 or self.steps_without % 10 == 0:
+            return (
+                f"Step {step} had no learning signal (every group's K rewards equal; {self.steps_without} such "
+                "steps in a row): see train/frac_all_equal."
+            )
+        return None

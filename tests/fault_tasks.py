@@ -10,3 +10,10 @@ class NaNRewardAfterFirstStep(CountdownTask):
         self.calls = getattr(self, "calls", 0) + 1
         scores = super().score_many(completions, examples)
         return scores if self.calls == 1 else [Score(float("nan"), s.correct) for s in scores]
+
+
+class NoSignal(CountdownTask):
+    """Countdown whose every completion scores 0: no group ever has a learning signal."""
+
+    def score_many(self, completions: list[str], examples: list[dict]) -> list[Score]:
+        return [Score(0.0, False) for _ in completions]

@@ -26,6 +26,8 @@ REQUIRED_TAGS = {
     "time/rollout_tok_per_s",
     "time/verify_s",
     "train/skipped_updates",
+    "train/frac_all_equal",
+    "train/steps_without_signal",
     "val/accuracy",
     "val/accuracy_greedy",
     "selection/frac_unseen",

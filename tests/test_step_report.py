@@ -1,0 +1,53 @@
+"""What a step reports: text samples of its best and worst rollouts, and steps without a learning signal."""
+
+import pytest
+import torch
+
+from insight_lightning.cli import run_from_command_line
+from insight_lightning.rollout_scoring import GroupScores
+from insight_lightning.step_report import NoLearningSignal, SignalWatch, sample_rows
+
+
+class _Experience:
+    def __init__(self, rewards: list[list[float]]):
+        self.scores = GroupScores(torch.tensor(rewards), torch.tensor(rewards) > 0.5)
+        self.examples = [{"id": i} for i in range(len(rewards))]
+        self.completions = [f"c{i}" for i in range(sum(len(r) for r in rewards))]
+
+
+def test_text_samples_are_the_steps_highest_and_lowest_reward_rollouts():
+    experience = _Experience([[0.0, 0.0, 0.0], [0.0, 1.0, 0.5], [0.25, 0.0, 0.75]])  # 3 groups of K=3
+    examples, completions, rewards = sample_rows(experience, 4, group_size=3)
+    assert rewards == [1.0, 0.75, 0.0, 0.0] and completions == ["c4", "c8", "c3", "c7"]
+    assert [e["id"] for e in examples] == [1, 2, 1, 2]
+    _, _, few = sample_rows(experience, 100, group_size=3)  # more asked than rolled out: each once
+    assert len(few) == 9 and few == sorted(few, reverse=True)
+
+
+def test_signal_watch_warns_counts_and_stops_a_run_that_never_had_a_signal():
+    watch = SignalWatch(limit_at_start=3)
+    assert "Step 1 had no learning signal" in watch.update(1.0, 1.0, step=1)
+    assert watch.update(1.0, 1.0, step=2) is None and watch.steps_without == 2
+    with pytest.raises(NoLearningSignal, match=r"Steps 1-3 had no learning signal.*100% of the groups all wrong"):
+        watch.update(1.0, 1.0, step=3)
+
+
+def test_signal_watch_only_warns_once_a_step_had_a_signal():
+    watch = SignalWatch(limit_at_start=2)
+    assert watch.update(0.5, 0.25, step=1) is None and watch.seen_signal
+    for step in range(2, 12):
+        message = watch.update(1.0, 0.0, step=step)
+        assert (message is not None) == (watch.steps_without in (1, 10))
+    assert watch.steps_without == 10
+    assert watch.update(0.9, 0.0, step=12) is None and watch.steps_without == 0
+
+
+def test_a_run_without_any_signal_stops_with_advice(tiny_fit_args, capsys):
+    args = tiny_fit_args(6, "--data.task=fault_tasks.NoSignal", "--trainer.limit_val_batches=0")
+    with pytest.raises(SystemExit) as exit_info:
+        run_from_command_line([*args, "--model.grpo.max_steps_without_signal_at_start=2"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "Step 1 had no learning signal" in err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("error: Steps 1-2 had no learning signal") and "model.warm_start" in last
