@@ -176,37 +176,6 @@ def test_unsupported_fsdp2_settings_fail_with_one_line(tiny_fit_args, override, 
     assert any(line.startswith("error: ") and message in line for line in result.stderr.splitlines())
 
 
-def test_export_writes_a_merged_model_that_matches_the_trained_policy(tiny_fit_args, tmp_path):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from insight_lightning.export import main as export_main
-
-    args = tiny_fit_args(2)
-    cli = main(args)
-    config_overrides = args[3:]  # everything after `fit --config PATH`
-    out = tmp_path / "merged"
-    export_main(
-        [
-            "--config",
-            args[2],
-            "--ckpt_path",
-            str(tmp_path / "ckpt" / "last.ckpt"),
-            "--output_dir",
-            str(out),
-            *config_overrides,
-        ]
-    )
-    merged = AutoModelForCausalLM.from_pretrained(out)
-    tokenizer = AutoTokenizer.from_pretrained(out)
-    ids = tokenizer(["12 from 3 4 5:"], return_tensors="pt")["input_ids"]
-    trained = cli.model.policy.model.eval()
-    with torch.no_grad():
-        expected = trained(input_ids=ids).logits
-        got = merged(input_ids=ids).logits
-    assert not any("lora" in name for name, _ in merged.named_parameters())
-    torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
-
-
 @pytest.mark.parametrize(
     "sampler", ["uniform", "insight", "mopps", "expected_difficulty", "inverse_evidence", "dynamic_sampling"]
 )
