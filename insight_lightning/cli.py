@@ -16,7 +16,6 @@ from lightning.pytorch.cli import LightningCLI
 from insight_lightning.checkpoint_io import check_readable, install_checkpoint_io
 from insight_lightning.cli_errors import explain
 from insight_lightning.data import PromptDataModule
-from insight_lightning.host_memory import return_freed_memory_to_os
 from insight_lightning.model_loading import PolicyLoadError
 from insight_lightning.module import GRPOModule
 
@@ -165,7 +164,6 @@ def show_progress_messages() -> None:
 
 
 def main(args: list[str] | None = None, run: bool = True) -> InsightCLI:
-    return_freed_memory_to_os()
     quiet_known_warnings()
     show_progress_messages()
     return InsightCLI(GRPOModule, PromptDataModule, args=args, run=run, **CLI_SETTINGS)

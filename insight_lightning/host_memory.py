@@ -1,32 +1,54 @@
-"""Host memory that is freed goes back to the operating system (glibc's malloc would otherwise keep it).
+"""Host memory of CPU training: large tensors freed during the update go back to the operating system.
 
 glibc serves a large allocation with its own mmap, but after such a block is freed it raises its mmap threshold to
-that block's size (up to 32 MB), so later activations, logits and gradients of that size come from the heap, where
-freed memory stays with the process. A CPU training step allocates and frees hundreds of such tensors, and the
-process's resident memory grows far past what is alive at any time: measured on SmolLM2-135M with LoRA and
-checkpointing (16 x 144 tokens, one forward and backward), peak RSS 3.7 GB with the adaptive threshold, 1.4 GB
-with a fixed 128 KiB one, and the step no slower. Fixing the threshold (``mallopt``) stops the adaptation.
+that block's size (up to 32 MB), so later blocks of that size come from the heap, where freed memory stays with the
+process and fragments. A training update allocates and frees hundreds of activation, logit and gradient tensors of
+a few to tens of MB, and resident memory grows far past what is alive at any time: measured on SmolLM2-135M with
+LoRA and checkpointing (16 x 144 tokens, one forward and backward), peak RSS 3.7 GB with glibc's adaptive threshold
+and 1.4 GB with a fixed 128 KiB one. Generation is the opposite case: its per-token logits and cache blocks (about
+13 MB each for 64 sequences) are reused thousands of times, and unmapping them each time costs kernel time (8 x 8
+sequences x 32 tokens: 7.6 s with heap reuse, 10.7 s with every block mmapped). So the threshold is low only while
+the update runs (``mmapped_large_blocks``) and at glibc's maximum otherwise.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import sys
+from collections.abc import Iterator
 
-M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter numbers (malloc.h)
-MMAP_THRESHOLD_BYTES = 128 * 1024
-"""glibc's default threshold, kept fixed: allocations at least this large are mmapped and unmapped when freed."""
+M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number (malloc.h)
+UPDATE_THRESHOLD_BYTES = 128 * 1024
+"""During the update: blocks at least this large are mmapped, and unmapped as soon as they are freed."""
+REUSE_THRESHOLD_BYTES = 32 * 1024 * 1024
+"""Otherwise: glibc's own maximum, so that generation reuses its blocks from the heap."""
 
 
-def return_freed_memory_to_os() -> bool:
-    """Fix glibc's mmap threshold for this process (Linux with glibc; elsewhere nothing); whether it was set."""
+def _mallopt():
+    """glibc's mallopt, or None (not Linux, or a libc without it such as musl)."""
     if not sys.platform.startswith("linux"):
-        return False
+        return None
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):  # musl or another libc without mallopt
-        return False
+        mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return None
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    return mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES) == 1
+    return mallopt
+
+
+_MALLOPT = _mallopt()
+
+
+@contextlib.contextmanager
+def mmapped_large_blocks(enabled: bool = True) -> Iterator[None]:
+    """Within the block, large host allocations are mmapped and returned to the OS when freed (glibc only)."""
+    if _MALLOPT is None or not enabled:
+        yield
+        return
+    _MALLOPT(M_MMAP_THRESHOLD, UPDATE_THRESHOLD_BYTES)
+    try:
+        yield
+    finally:
+        _MALLOPT(M_MMAP_THRESHOLD, REUSE_THRESHOLD_BYTES)

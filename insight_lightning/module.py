@@ -24,6 +24,7 @@ from insight_lightning.divergence import check_finite_weights
 from insight_lightning.evaluation import SplitTotals, score_batch, split_metrics, sum_over_ranks
 from insight_lightning.experience import Experience, collect_experience
 from insight_lightning.grpo import group_advantages
+from insight_lightning.host_memory import mmapped_large_blocks
 from insight_lightning.learner import Learner
 from insight_lightning.model_loading import PolicyConfig
 from insight_lightning.optimization import build_optimizer
@@ -146,7 +147,8 @@ class GRPOModule(L.LightningModule):
 
         started = time.perf_counter()
         advantages = group_advantages(experience.scores.rewards.to(self.device), self.grpo.normalize_std)  # [b, K]
-        stats = self.learner.update(self, self.policy, experience.rollout, advantages.reshape(-1))
+        with mmapped_large_blocks(self.device.type == "cpu"):  # freed activations go back to the OS (host_memory.py)
+            stats = self.learner.update(self, self.policy, experience.rollout, advantages.reshape(-1))
         self.lr_schedulers().step()
         update_s = time.perf_counter() - started
 

@@ -37,7 +37,12 @@ from tasks.splits import FileOrGeneratedSplits
 __all__ = ["INSTRUCTION", "MathTask", "generate_problems"]
 
 INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
-Template = Literal["text", "chat", "compact"]
+Template = Literal["text", "chat", "one_shot", "compact"]
+ONE_SHOT = [
+    {"role": "user", "content": "Compute 3+4. Put the answer in \\boxed{}."},
+    {"role": "assistant", "content": "3+4=7. \\boxed{7}"},
+]
+"""The worked exchange before the problem in the one_shot template: small instruct models copy its format."""
 TEMPLATES: tuple[str, ...] = get_args(Template)
 _SPLIT_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
@@ -60,7 +65,8 @@ class MathTask(FileOrGeneratedSplits):
         problem_field: Field of a row holding the problem text.
         answer_field: Field holding the reference answer (or the worked solution, with answer_from_solution).
         answer_from_solution: The answer field is a worked solution; its last \\boxed{} is the answer (MATH).
-        template: Prompt style: "text" (base models), "chat" (one user message) or "compact" (tiny models).
+        template: Prompt style: "text" (base models), "chat" (one user message), "one_shot" (chat with one worked
+            example first: small instruct models follow its \boxed{} format) or "compact" (tiny models).
         require_think_close: Only an answer after the last </think> counts (R1-style reasoning models).
         number_fallback: Without a boxed answer, take the last plain number of the completion.
         timeout_seconds: Wall-clock bound of one math-verify check; a check over it scores 0 (see task.timeouts).
@@ -160,6 +166,8 @@ class MathTask(FileOrGeneratedSplits):
             return f"{example.get('expr') or problem}:"
         if self.template == "chat":
             return [{"role": "user", "content": f"{problem}\n{INSTRUCTION}"}]
+        if self.template == "one_shot":
+            return [*ONE_SHOT, {"role": "user", "content": f"{problem} Put the answer in \\boxed{{}}."}]
         return f"Problem: {problem}\n{INSTRUCTION}\nSolution:"
 
     def solution(self, example: dict) -> str | None:

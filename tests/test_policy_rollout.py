@@ -1,10 +1,18 @@
 """Policy building, the tiny tokenizer, the rollout engine's masks, prompt encoding and the warm-start cache."""
 
+from pathlib import Path
+
 import pytest
 import torch
 
 from insight_lightning.config import OptimizerConfig
-from insight_lightning.model_loading import PolicyConfig, PolicyLoadError, apply_adapter, build_base_policy
+from insight_lightning.model_loading import (
+    PolicyConfig,
+    PolicyLoadError,
+    apply_adapter,
+    build_base_policy,
+    resolve_model_name,
+)
 from insight_lightning.optimization import learning_rate_factor
 from insight_lightning.prompts import PromptEncoder
 from insight_lightning.rollout import HFGenerateEngine, SamplingParams, completion_mask_from_eos
@@ -125,3 +133,10 @@ def test_learning_rate_schedules():
     assert learning_rate_factor(OptimizerConfig(), total_steps=10)(7) == 1.0
     with pytest.raises(ValueError, match="schedule"):
         learning_rate_factor(OptimizerConfig(schedule="step"), 10)
+
+
+def test_pkg_names_resolve_to_an_installed_packages_folder():
+    assert Path(resolve_model_name("pkg:tasks")) == Path(__file__).resolve().parents[1] / "tasks"
+    assert resolve_model_name("Qwen/Qwen3-0.6B") == "Qwen/Qwen3-0.6B"
+    with pytest.raises(PolicyLoadError, match="no installed package 'no_such_package'"):
+        resolve_model_name("pkg:no_such_package")

@@ -486,8 +486,12 @@ def test_prompt_templates():
     chat = MathTask(template="chat").prompt(example)
     assert chat == [{"role": "user", "content": f"Compute 12+7*3.\n{INSTRUCTION}"}]
     assert INSTRUCTION == "Please reason step by step, and put your final answer within \\boxed{}."
+    *shot, question = MathTask(template="one_shot").prompt(example)
+    assert [m["role"] for m in shot] == ["user", "assistant"] and question["role"] == "user"
+    assert MathTask().score(shot[1]["content"], {"problem": "Compute 3+4.", "answer": "7"}).correct  # a true example
+    assert question["content"] == "Compute 12+7*3. Put the answer in \\boxed{}."
     assert MathTask().solution({"problem": "p", "answer": "\\frac{1}{2}"}) == "\\boxed{\\frac{1}{2}}"
-    with pytest.raises(ValueError, match="text, chat, compact"):
+    with pytest.raises(ValueError, match="text, chat, one_shot, compact"):
         MathTask(template="fancy")
 
 

