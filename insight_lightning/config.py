@@ -44,8 +44,7 @@ class GRPOConfig:
     max_consecutive_skips: int = 3
     """Updates in a row with a non-finite loss or gradient norm (each skipped) after which the run stops."""
     logprob_chunk_size: int | None = None
-    """Tokens per chunk of the output head + log-softmax (no full-vocabulary tensor of the batch is ever built);
-    null: as many as keep one float32 [tokens, vocab] tensor near 64 MB, at most 1024."""
+    """Tokens per chunk of the output head + log-softmax (null: about 64 MB of float32 logits, at most 1024)."""
 
     def __post_init__(self) -> None:
         if self.group_size < 2:

