@@ -6,8 +6,7 @@
 SmolLM2-135M-Instruct (GGUF) with LoRA r16: one forward + backward of the GRPO objective's log-probs (with entropy)
 on 16 sequences of 48 prompt + 96 completion tokens, each setting in a fresh process (peak RSS is per process):
 gradient checkpointing on/off, 1,024-token log-prob chunks or the vocabulary-sized default, and glibc's adaptive
-mmap threshold or the fixed low one the trainer uses during updates (insight_lightning/host_memory.py). Then
-generation (8 prompts x 8 samples x 32 tokens) with heap reuse against every large block mmapped.
+mmap threshold or the fixed low one the trainer uses during updates (insight_lightning/host_memory.py).
 """
 
 from __future__ import annotations
@@ -68,28 +67,6 @@ def one_update(checkpointing: bool, chunk: int | None, low_threshold: bool) -> d
     }
 
 
-def generation(low_threshold: bool) -> dict:
-    import torch
-
-    from insight_lightning.config import RolloutConfig
-    from insight_lightning.host_memory import mmapped_large_blocks
-    from insight_lightning.model_loading import PolicyConfig
-    from insight_lightning.policy import build_policy
-    from insight_lightning.rollout import SamplingParams
-
-    policy = build_policy(PolicyConfig(**SMOLLM2), RolloutConfig(), None, torch.device("cpu"))
-    params = SamplingParams(max_new_tokens=32, temperature=1.0)
-    prompts = ["Compute 3+4. Think step by step and explain."] * 8
-    policy.sample(prompts, 8, params)  # the first call pays one-time costs
-    times = []
-    with mmapped_large_blocks(low_threshold):
-        for _ in range(2):
-            start, before = time.perf_counter(), os.times()
-            policy.sample(prompts, 8, params)
-            times.append((time.perf_counter() - start, os.times().system - before.system))
-    return {"seconds": min(t for t, _ in times), "system_seconds": min(s for _, s in times)}
-
-
 def run_child(*args: str) -> dict:
     out = subprocess.run([sys.executable, __file__, "--child", *args], capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -101,11 +78,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.child:
         kind, *rest = args.child
-        if kind == "update":
-            chunk = None if rest[1] == "auto" else int(rest[1])
-            print(json.dumps(one_update(rest[0] == "1", chunk, rest[2] == "1")))
-        else:
-            print(json.dumps(generation(rest[0] == "1")))
+        chunk = None if rest[1] == "auto" else int(rest[1])
+        print(json.dumps(one_update(rest[0] == "1", chunk, rest[2] == "1")))
         return
     from benchmarks.math_verifier_faults import cpu_model
 
@@ -117,11 +91,6 @@ def main() -> None:
             f"  {label:<64} peak RSS {result['peak_gb']:5.2f} GB (model loaded: {result['loaded_gb']:.2f} GB), "
             f"{result['seconds']:5.1f} s, chunk {result['chunk']}"
         )
-    print("generation, 8 prompts x 8 samples x 32 tokens (best of 2):")
-    reuse, mmapped = run_child("generate", "0"), run_child("generate", "1")
-    for label, result in (("heap reuse (the trainer's rollouts)", reuse), ("every large block mmapped", mmapped)):
-        print(f"  {label:<40} {result['seconds']:5.1f} s (kernel {result['system_seconds']:.1f} s)")
-    print(f"  ratio mmapped / reuse: {mmapped['seconds'] / reuse['seconds']:.2f}x")
 
 
 if __name__ == "__main__":

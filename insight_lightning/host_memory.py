@@ -5,10 +5,11 @@ that block's size (up to 32 MB), so later blocks of that size come from the heap
 process and fragments. A training update allocates and frees hundreds of activation, logit and gradient tensors of
 a few to tens of MB, and resident memory grows far past what is alive at any time: measured on SmolLM2-135M with
 LoRA and checkpointing (16 x 144 tokens, one forward and backward), peak RSS 3.7 GB with glibc's adaptive threshold
-and 1.4 GB with a fixed 128 KiB one. Generation is the opposite case: its per-token logits and cache blocks (about
-13 MB each for 64 sequences) are reused thousands of times, and unmapping them each time costs kernel time (8 x 8
-sequences x 32 tokens: 7.6 s with heap reuse, 10.7 s with every block mmapped). So the threshold is low only while
-the update runs (``mmapped_large_blocks``) and at glibc's maximum otherwise.
+and 1.4 GB with a fixed 128 KiB one (benchmarks/real_model_memory.py). Generation is the opposite case: its
+per-token logits and cache blocks (about 13 MB each for 64 sequences) are reused thousands of times, and unmapping
+them each time costs kernel time (a first probe: 8 x 8 sequences x 32 tokens took 10.7 s with every block mmapped
+against 7.6 s with heap reuse). So the threshold is low only while the update runs (``mmapped_large_blocks``) and
+at glibc's maximum otherwise.
 """
 
 from __future__ import annotations
