@@ -34,7 +34,16 @@ TINYZERO_PREFIX = (
     "assistant first thinks about the reasoning process in the mind and then provides the user with the answer.\n"
     "User: {instruction}\nAssistant: Let me solve this step by step.\n<think>"
 )
-Template = Literal["tinyzero", "chat", "compact"]
+ONE_SHOT_INSTRUCTION = (
+    "Using the numbers {nums}, write an equation that equals {target}. Use + - * / and each number exactly once. "
+    "Put the equation in <answer> </answer> tags."
+)
+ONE_SHOT = [
+    {"role": "user", "content": ONE_SHOT_INSTRUCTION.format(nums=[6, 3], target=2)},
+    {"role": "assistant", "content": "6 / 3 = 2. <answer>6 / 3</answer>"},
+]
+"""The worked exchange before the problem in the one_shot template: small instruct models copy its format."""
+Template = Literal["tinyzero", "chat", "one_shot", "compact"]
 TEMPLATES: tuple[str, ...] = get_args(Template)
 
 
@@ -78,7 +87,8 @@ class CountdownTask(FileOrGeneratedSplits):
             Hugging Face dataset name; None generates problems. A row needs 2-6 positive integers and a target in
             1..1000000; other rows, and JSON lines over 1 MB, are skipped with one warning counting each reason.
         test_file: Same for testing; if equal to train_file, the test rows follow the first train_size rows.
-        template: Prompt style: "tinyzero" (base-model text), "chat" (one user message) or "compact" (tiny models).
+        template: Prompt style: "tinyzero" (base-model text), "chat" (one user message), "one_shot" (chat with one
+            worked example first: small instruct models follow its <answer> format) or "compact" (tiny models).
         format_score: Reward for a well-formed but wrong answer (in [0, 1)).
     """
 
@@ -133,6 +143,8 @@ class CountdownTask(FileOrGeneratedSplits):
         nums, target = problem_fields(example)
         if self.template == "compact":
             return f"{target} from {' '.join(map(str, nums))}:"
+        if self.template == "one_shot":
+            return [*ONE_SHOT, {"role": "user", "content": ONE_SHOT_INSTRUCTION.format(nums=nums, target=target)}]
         instruction = INSTRUCTION.format(nums=nums, target=target)
         if self.template == "chat":
             return [{"role": "user", "content": instruction}]

@@ -246,7 +246,12 @@ def test_prompt_templates():
     assert "[50, 25, 3, 7]" in chat[0]["content"] and "<answer> (1 + 2) / 3 </answer>" in chat[0]["content"]
     compact = CountdownTask(template="compact").prompt(example)
     assert compact == "82 from 50 25 3 7:"
-    with pytest.raises(ValueError, match="tinyzero, chat, compact"):
+    *shot, question = CountdownTask(template="one_shot").prompt(example)
+    assert [m["role"] for m in shot] == ["user", "assistant"] and question["role"] == "user"
+    assert "[50, 25, 3, 7]" in question["content"] and "82" in question["content"]
+    # The worked answer scores 1 under the task's own reward: the example teaches a format that is rewarded.
+    assert CountdownTask().score(shot[1]["content"], {"nums": [6, 3], "target": 2}).correct
+    with pytest.raises(ValueError, match="tinyzero, chat, one_shot, compact"):
         CountdownTask(template="fancy")
 
 
