@@ -251,6 +251,7 @@ class GRPOModule(L.LightningModule):
             lr,
             self.grpo.group_size,
             faults,
+            self.policy.engine.eos_token_ids,
         )
         values = mean_over_ranks(metrics, self.trainer.strategy, self.trainer.world_size, self.device)
         all_equal, all_wrong = values["train/frac_all_equal"], values["train/frac_all_wrong"]

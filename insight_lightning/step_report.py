@@ -36,10 +36,12 @@ def step_metrics(
     lr: float,
     group_size: int,
     verifier_faults: dict[str, int],
+    eos_token_ids: list[int],
 ) -> dict[str, Tensor]:
     """Every scalar of one step on this rank; verifier_faults: the verifier's fault counts during the step."""
     scores = experience.scores
     return {
+        "train/frac_truncated": frac_truncated(experience.rollout, eos_token_ids),
         "train/reward": scores.rewards.mean(),
         "train/accuracy": scores.correct.float().mean(),
         "train/frac_all_correct": scores.correct.all(dim=1).float().mean(),
@@ -57,6 +59,17 @@ def step_metrics(
         **experience.selection_metrics(group_size),
         **update_metrics,
     }
+
+
+def frac_truncated(rollout, eos_token_ids: list[int]) -> Tensor:
+    """Share of completions cut by max_new_tokens: their last kept token is not an end of sequence (they score as
+    written, usually 0, so a high share says the length budget is too small for the format)."""
+    ids, mask = rollout.completion_ids, rollout.completion_mask  # [B, T]; mask 1 up to and including the EOS
+    if ids.shape[1] == 0:
+        return torch.zeros(())
+    last = ids.gather(1, (mask.sum(dim=1, keepdim=True) - 1).clamp(min=0))  # [B, 1]
+    ended = torch.isin(last, torch.tensor(eos_token_ids, device=ids.device))
+    return (~ended).float().mean().cpu()
 
 
 def mean_over_ranks(metrics: dict[str, Tensor], strategy, world_size: int, device: torch.device) -> dict[str, float]:

@@ -74,3 +74,4 @@ def test_two_grpo_steps_with_lora_through_the_cli(tmp_path):
     acc.Reload()
     assert [e.step for e in acc.Scalars("train/reward")] == [1, 2]
     assert all(0 < e.value <= 12 for e in acc.Scalars("train/response_len"))
+    assert all(0 <= e.value <= 1 for e in acc.Scalars("train/frac_truncated"))

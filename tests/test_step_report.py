@@ -5,7 +5,8 @@ import torch
 
 from insight_lightning.cli import run_from_command_line
 from insight_lightning.rollout_scoring import GroupScores
-from insight_lightning.step_report import NoLearningSignal, SignalWatch, sample_rows
+from insight_lightning.rollout import RolloutBatch, completion_mask_from_eos
+from insight_lightning.step_report import NoLearningSignal, SignalWatch, frac_truncated, sample_rows
 
 
 class _Experience:
@@ -22,6 +23,24 @@ def test_text_samples_are_the_steps_highest_and_lowest_reward_rollouts():
     assert [e["id"] for e in examples] == [1, 2, 1, 2]
     _, _, few = sample_rows(experience, 100, group_size=3)  # more asked than rolled out: each once
     assert len(few) == 9 and few == sorted(few, reverse=True)
+
+
+def test_frac_truncated_counts_completions_without_an_end_of_sequence_token():
+    eos = 2
+    completions = torch.tensor(
+        [
+            [5, 6, 2, 0],  # ended early
+            [5, 6, 7, 2],  # ended on the last position: not truncated
+            [5, 6, 7, 8],  # cut by the length budget
+            [3, 2, 0, 0],  # the second end-of-sequence id of the model
+        ]
+    )
+    mask = completion_mask_from_eos(completions, torch.tensor([eos, 3]))
+    assert mask.tolist()[3] == [1, 0, 0, 0]
+    rollout = RolloutBatch(torch.ones(4, 1, dtype=torch.long), torch.ones(4, 1), completions, mask)
+    assert frac_truncated(rollout, [eos, 3]).item() == pytest.approx(0.25)
+    # Judged by the engine's end-of-sequence ids: were 3 not one of them, row 3 would count as cut too.
+    assert frac_truncated(rollout, [eos]).item() == pytest.approx(0.5)
 
 
 def test_signal_watch_warns_counts_and_stops_a_run_that_never_had_a_signal():
