@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -135,7 +136,7 @@ def main() -> None:
         "command": " ".join(["python", "benchmarks/real_model_learning.py", *sys.argv[1:]]),
         "overrides": overrides,
         "commit": subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip(),
-        "machine": {"cpu": cpu_model(), "cores": len(__import__("os").sched_getaffinity(0))},
+        "machine": {"cpu": cpu_model(), "cores": len(os.sched_getaffinity(0))},
         "versions": {p: version(p) for p in ("torch", "transformers", "peft", "lightning")},
         "seeds": records,
         "summary": stats,

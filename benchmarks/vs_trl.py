@@ -117,14 +117,13 @@ def run_ours(settings: dict, steps: int, seed: int) -> dict:
 
     task_name, task_args = settings["task"]
     class_path = f"__main__.{task_name}" if task_name == "DigitShareTask" else f"tasks.{task_name}"
-    policy = {k: v for k, v in settings["policy"].items()}
     with tempfile.TemporaryDirectory() as tmp:
         args = [
             f"--seed_everything={seed}", f"--trainer.default_root_dir={tmp}", "--trainer.logger=false",
             "--trainer.enable_checkpointing=false", f"--trainer.max_steps={steps}", "--trainer.limit_val_batches=0",
             "--trainer.num_sanity_val_steps=0", "--trainer.enable_progress_bar=false", "--trainer.devices=1",
             "--trainer.enable_model_summary=false",
-            *[f"--model.policy.{k}={v}" for k, v in policy.items()],
+            *[f"--model.policy.{k}={v}" for k, v in settings["policy"].items()],
             f"--model.policy.gradient_checkpointing={str(settings['checkpointing']).lower()}",
             f"--model.policy.lora.r={settings['rank']}", f"--model.policy.lora.alpha={2 * settings['rank']}",
             f"--model.grpo.group_size={settings['group']}", f"--model.grpo.micro_batch_size={settings['micro']}",
