@@ -12,13 +12,13 @@
 from __future__ import annotations
 
 import argparse
-import platform
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.machine import cpu_model  # noqa: E402
 from tasks.math import MathTask  # noqa: E402
 from tasks.math_equivalence import default_workers  # noqa: E402
 
@@ -36,16 +36,6 @@ def timed(function):
     start = time.perf_counter()
     result = function()
     return result, time.perf_counter() - start
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def main() -> None:

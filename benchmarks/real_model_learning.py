@@ -15,12 +15,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import subprocess
 import sys
 import time
-from importlib.metadata import version
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,17 +25,11 @@ sys.path.insert(0, str(ROOT))
 
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
 
+from benchmarks.machine import cpu_model, package_versions, usable_cores  # noqa: E402
 from insight_lightning.race.report import mean_interval  # noqa: E402
 
 CURVES = ("val/accuracy_greedy", "val/accuracy")
 PER_STEP = ("time/rollout_s", "time/update_s", "train/reward", "train/frac_all_equal")
-
-
-def cpu_model() -> str:
-    for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines():
-        if line.startswith("Model name:"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
 
 
 def read_events(log_dir: Path) -> dict:
@@ -136,8 +127,8 @@ def main() -> None:
         "command": " ".join(["python", "benchmarks/real_model_learning.py", *sys.argv[1:]]),
         "overrides": overrides,
         "commit": subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip(),
-        "machine": {"cpu": cpu_model(), "cores": len(os.sched_getaffinity(0))},
-        "versions": {p: version(p) for p in ("torch", "transformers", "peft", "lightning")},
+        "machine": {"cpu": cpu_model(), "cores": usable_cores()},
+        "versions": package_versions("torch", "transformers", "peft", "lightning"),
         "seeds": records,
         "summary": stats,
     }

@@ -81,7 +81,7 @@ def main() -> None:
         chunk = None if rest[1] == "auto" else int(rest[1])
         print(json.dumps(one_update(rest[0] == "1", chunk, rest[2] == "1")))
         return
-    from benchmarks.math_verifier_faults import cpu_model
+    from benchmarks.machine import cpu_model
 
     print(f"machine: {cpu_model()}, {os.cpu_count()} cores")
     print("one forward + backward, 16 x (48 + 96) tokens:")

@@ -32,12 +32,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from importlib.metadata import version
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.machine import cpu_model, package_versions, usable_cores  # noqa: E402
 from tasks import MathTask  # noqa: E402
 from tasks.base import Score  # noqa: E402
 
@@ -293,13 +293,6 @@ def run_child(side: str, model: str, steps: int, seed: int) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def cpu_model() -> str:
-    for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines():
-        if line.startswith("Model name:"):
-            return line.split(":", 1)[1].strip()
-    return "unknown"
-
-
 def summarise(runs: list[dict]) -> dict:
     steps = [s for r in runs for s in r["step_s"]]
     return {
@@ -352,10 +345,10 @@ def main() -> None:
         "command": " ".join(["python", "benchmarks/vs_trl.py", *sys.argv[1:]]),
         "machine": {
             "cpu": cpu_model(),
-            "cores": len(os.sched_getaffinity(0)),
+            "cores": usable_cores(),
             "threads": os.environ.get("OMP_NUM_THREADS", "torch's default"),
         },
-        "versions": {p: version(p) for p in ("torch", "transformers", "peft", "trl", "lightning")},
+        "versions": package_versions("torch", "transformers", "peft", "trl", "lightning"),
         "models": {},
     }
     for model in args.models:

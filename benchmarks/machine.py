@@ -1,0 +1,43 @@
+"""The machine a figure was measured on, as the benchmark scripts record it next to the figure."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+
+def cpu_model() -> str:
+    """The CPU model as `lscpu` names it ("AMD EPYC", "Intel(R) Xeon(R) ..."); /proc/cpuinfo without lscpu."""
+    try:
+        lines = subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines()
+    except OSError:
+        lines = []
+    for line in lines:
+        if line.startswith("Model name:"):
+            return line.split(":", 1)[1].strip()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (the affinity mask, not the host's count)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def package_versions(*packages: str) -> dict[str, str]:
+    """Installed versions of ``packages``; "absent" for one that is not installed."""
+    found = {}
+    for package in packages:
+        try:
+            found[package] = version(package)
+        except PackageNotFoundError:
+            found[package] = "absent"
+    return found
