@@ -1,3 +1,6 @@
+import contextlib
+import io
+import logging
 import os
 import subprocess
 import sys
@@ -14,6 +17,12 @@ sys.path.insert(0, str(TESTS))  # selection_probe, for in-process CLI runs
 def warmstart_cache(tmp_path_factory) -> Path:
     """One warm-start cache for the whole session, so each fit trains the tiny model only once per shape."""
     return tmp_path_factory.mktemp("warmstart_cache")
+
+
+@pytest.fixture(scope="session")
+def gguf_cache(tmp_path_factory) -> Path:
+    """One cache of dequantised GGUF copies for the session: SmolLM2's GGUF is parsed once (~40 s), then read back."""
+    return tmp_path_factory.mktemp("gguf_cache")
 
 
 @pytest.fixture
@@ -85,4 +94,38 @@ def cli(
         capture_output=True,
         text=True,
         timeout=timeout,
+    )
+
+
+def cli_in_process(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    """The same command through the same entry point, in this process: for the parse, print and error paths, where a
+    subprocess would spend ~10 s importing Lightning for a second of work. Runs that DDP relaunches, that need a
+    fresh interpreter or environment variables read at import time use cli()."""
+    from insight_lightning.cli import run_from_command_line
+
+    out, err = io.StringIO(), io.StringIO()
+    # Handlers made at import time (Lightning's, e.g. "Seed set to 0") hold the streams of that moment: send them here.
+    handlers = [
+        h
+        for logger in [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]
+        for h in getattr(logger, "handlers", [])
+        if type(h) is logging.StreamHandler and h.stream in (sys.stdout, sys.stderr)
+    ]
+    streams = [h.stream for h in handlers]
+    propagated = logging.StreamHandler(err)  # records that reach the root (under pytest Lightning adds no handler)
+    logging.getLogger().addHandler(propagated)
+    code = 0
+    try:
+        for handler, stream in zip(handlers, streams):
+            handler.setStream(out if stream is sys.stdout else err)
+        with contextlib.chdir(cwd), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            run_from_command_line(list(args))
+    except SystemExit as exit:
+        code = exit.code if isinstance(exit.code, int) else int(exit.code is not None)
+    finally:
+        logging.getLogger().removeHandler(propagated)
+        for handler, stream in zip(handlers, streams):
+            handler.setStream(stream)
+    return subprocess.CompletedProcess(
+        ["python", "-m", "insight_lightning", *args], code, out.getvalue(), err.getvalue()
     )

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import cli
+from conftest import cli_in_process
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.strategies import ModelParallelStrategy, SingleDeviceStrategy
 
@@ -163,7 +163,7 @@ def test_resuming_from_a_truncated_checkpoint_prints_one_line_naming_it(tiny_fit
     last = folder / "last.ckpt"
     last.write_bytes(last.read_bytes()[:1000])
 
-    result = cli(*tiny_fit_args(4), "--ckpt_path", str(last))
+    result = cli_in_process(*tiny_fit_args(4), "--ckpt_path", str(last))
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-3000:]
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert errors == [result.stderr.strip().splitlines()[-1]]  # one line, the last

@@ -1,17 +1,19 @@
 """The command line as a user meets it: configs parse, --help documents options, mistakes give one clear line."""
 
+import sys
+
 import pytest
-from conftest import ROOT, cli, subprocess_env
+from conftest import ROOT, cli, cli_in_process
 
 
 def test_the_printed_config_holds_the_task_and_group_size():
-    result = cli("fit", "--config", "countdown.yaml", "--print_config")
+    result = cli_in_process("fit", "--config", "countdown.yaml", "--print_config")
     assert result.returncode == 0, result.stderr
     assert "group_size: 8" in result.stdout and "class_path: tasks.CountdownTask" in result.stdout
 
 
 def test_paper_config_holds_the_papers_settings():
-    result = cli("fit", "--config", "configs/paper/countdown_qwen3_0.6b.yaml", "--print_config")
+    result = cli_in_process("fit", "--config", "configs/paper/countdown_qwen3_0.6b.yaml", "--print_config")
     for line in (
         "name: Qwen/Qwen3-0.6B",
         "prompts_per_step: 256",
@@ -26,7 +28,7 @@ def test_paper_config_holds_the_papers_settings():
 
 
 def test_help_documents_every_option_in_one_line():
-    result = cli("fit", "--help")
+    result = cli_in_process("fit", "--help")
     assert result.returncode == 0
     for doc in (
         "Completions sampled per prompt (K).",
@@ -35,17 +37,21 @@ def test_help_documents_every_option_in_one_line():
     ):
         assert doc in " ".join(result.stdout.split()), doc
     # settings that may be null (LoRA, warm-start) have their own help page
-    assert "Rank of the low-rank update." in " ".join(cli("fit", "--model.policy.lora.help").stdout.split())
-    assert "Wall-clock bound" in " ".join(cli("fit", "--model.warm_start.help").stdout.split())
+    assert "Rank of the low-rank update." in " ".join(cli_in_process("fit", "--model.policy.lora.help").stdout.split())
+    assert "Wall-clock bound" in " ".join(cli_in_process("fit", "--model.warm_start.help").stdout.split())
 
 
 def test_switching_the_sampler_is_one_flag():
-    result = cli("fit", "--config", "configs/countdown.yaml", "--data.sampler=UniformSampler", "--print_config")
+    result = cli_in_process(
+        "fit", "--config", "configs/countdown.yaml", "--data.sampler=UniformSampler", "--print_config"
+    )
     assert result.returncode == 0 and "class_path: samplers.UniformSampler" in result.stdout
 
 
 def test_unknown_sampler_name_is_one_clear_error():
-    result = cli("fit", "--config", "configs/countdown.yaml", "--data.sampler", "nope", "--trainer.max_steps", "1")
+    result = cli_in_process(
+        "fit", "--config", "configs/countdown.yaml", "--data.sampler", "nope", "--trainer.max_steps", "1"
+    )
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1] == (
         "error: Unknown sampler 'nope'. Registered samplers: "
@@ -80,14 +86,18 @@ def test_missing_model_offline_is_one_clear_error():
     ],
 )
 def test_wrong_config_type_is_one_line_naming_the_option(override, message):
-    result = cli("fit", "--config", "configs/countdown.yaml", *override)
+    result = cli_in_process("fit", "--config", "configs/countdown.yaml", *override)
     assert result.returncode == 2 and result.stderr.strip().splitlines() == [message]
 
 
-def test_the_readme_sampler_example_works_from_the_command_line(tiny_fit_args, tmp_path):
+def test_the_readme_sampler_example_works_from_the_command_line(tiny_fit_args, tmp_path, monkeypatch):
+    import samplers
+
     readme = (ROOT / "README.md").read_text()
     code = readme.split("```python\n# my_samplers.py\n", 1)[1].split("```", 1)[0]
     (tmp_path / "my_samplers.py").write_text(code)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    registered = dict(samplers.SAMPLERS)
     args = tiny_fit_args(
         2,
         "--data.sampler=my_samplers.HardestFirst",
@@ -96,12 +106,19 @@ def test_the_readme_sampler_example_works_from_the_command_line(tiny_fit_args, t
         "--model.validation.at_end=false",
         "--print_config",
     )
-    result = cli(*args, env_extra={"PYTHONPATH": f"{tmp_path}:{subprocess_env()['PYTHONPATH']}"})
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert "class_path: my_samplers.HardestFirst" in result.stdout and "floor: 0.1" in result.stdout
-    args.remove("--print_config")
-    result = cli(*args, env_extra={"PYTHONPATH": f"{tmp_path}:{subprocess_env()['PYTHONPATH']}"})
-    assert result.returncode == 0, result.stderr[-2000:]
+    try:
+        result = cli_in_process(*args)
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert "class_path: my_samplers.HardestFirst" in result.stdout and "floor: 0.1" in result.stdout
+        args.remove("--print_config")
+        result = cli_in_process(*args)
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert "Seed set to 0" in result.stderr  # what the parse-error tests assert is absent, caught when it is there
+        assert "hardest_first" in samplers.SAMPLERS  # the decorator registered it
+    finally:
+        samplers.SAMPLERS.clear()
+        samplers.SAMPLERS.update(registered)
+        monkeypatch.delitem(sys.modules, "my_samplers", raising=False)
 
 
 def test_the_readme_task_example_registers_and_scores(tmp_path, monkeypatch):
@@ -124,7 +141,7 @@ def test_the_readme_task_example_registers_and_scores(tmp_path, monkeypatch):
 
 
 def test_sampler_options_follow_its_class_name_and_a_short_name_with_options_is_one_clear_error():
-    result = cli(
+    result = cli_in_process(
         "fit",
         "--config",
         "countdown.yaml",
@@ -135,13 +152,13 @@ def test_sampler_options_follow_its_class_name_and_a_short_name_with_options_is_
     assert result.returncode == 0, result.stderr[-2000:]
     assert "class_path: samplers.MoPPSSampler" in result.stdout and "target: 0.4" in result.stdout
     # the shipped config names the class, so an option alone changes the configured sampler
-    result = cli("fit", "--config", "countdown.yaml", "--data.sampler.eta=2", "--print_config")
+    result = cli_in_process("fit", "--config", "countdown.yaml", "--data.sampler.eta=2", "--print_config")
     assert (
         result.returncode == 0
         and "class_path: samplers.InSightSampler" in result.stdout
         and "eta: 2.0" in result.stdout
     )
-    result = cli("fit", "--config", "countdown.yaml", "--data.sampler=mopps", "--data.sampler.target=0.4")
+    result = cli_in_process("fit", "--config", "countdown.yaml", "--data.sampler=mopps", "--data.sampler.target=0.4")
     assert result.returncode == 2 and "Traceback" not in result.stderr and "usage:" not in result.stderr
     assert result.stderr.strip().splitlines()[-1] == (
         "error: data.sampler: the short name 'mopps' takes no options; name the sampler's class to set them, "
@@ -169,14 +186,14 @@ def test_sampler_options_follow_its_class_name_and_a_short_name_with_options_is_
     ],
 )
 def test_a_mistyped_choice_fails_at_parse_time_with_one_line_listing_the_choices(override, message):
-    result = cli("fit", "--config", "countdown.yaml", override)
+    result = cli_in_process("fit", "--config", "countdown.yaml", override)
     assert result.returncode == 2 and "Traceback" not in result.stderr and "usage:" not in result.stderr
     assert "Seed set" not in result.stderr + result.stdout  # nothing was instantiated, let alone warm-started
     assert result.stderr.strip().splitlines() == [message]
 
 
 def test_a_mistyped_class_path_is_one_line():
-    result = cli("fit", "--config", "countdown.yaml", "--data.task.class_path=tasks.CountdownTsk")
+    result = cli_in_process("fit", "--config", "countdown.yaml", "--data.task.class_path=tasks.CountdownTsk")
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         "error: data.task: Problem with given class_path 'tasks.CountdownTsk': module 'tasks' has no attribute "
@@ -185,6 +202,6 @@ def test_a_mistyped_class_path_is_one_line():
 
 
 def test_help_names_the_program():
-    result = cli("fit", "--help")
+    result = cli("fit", "--help")  # a real `python -m`, whose argv[0] is __main__.py
     assert result.stdout.startswith("usage: python -m insight_lightning [options] fit")
     assert "__main__.py" not in result.stdout

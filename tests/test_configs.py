@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT, cli
+from conftest import ROOT, cli_in_process
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from insight_lightning.cli import BUILTIN_CONFIGS, main, resolve_config
@@ -29,7 +29,7 @@ def test_the_configs_folder_is_the_packaged_one_and_holds_the_shipped_configs():
 @pytest.mark.parametrize("config", [str(c) for c in CONFIGS])
 def test_every_config_parses(config):
     args = ["--config", "countdown.yaml", "--config", config] if Path(config) in SNIPPETS else ["--config", config]
-    result = cli("fit", *args, "--print_config")
+    result = cli_in_process("fit", *args, "--print_config")
     assert result.returncode == 0, result.stderr[-2000:]
     assert "class_path: insight_lightning.selection_callback.SelectionCallback" in result.stdout
 
@@ -73,14 +73,14 @@ def test_a_built_in_config_resolves_by_name_from_any_folder(tmp_path):
     )
     assert resolve_config("paper/countdown_qwen3_0.6b") == str(BUILTIN_CONFIGS / "paper/countdown_qwen3_0.6b.yaml")
     (tmp_path / "countdown.yaml").write_text("trainer:\n  max_steps: 7\n")  # a file that exists wins
-    result = cli("fit", "--config", "countdown.yaml", "--print_config", cwd=tmp_path)
+    result = cli_in_process("fit", "--config", "countdown.yaml", "--print_config", cwd=tmp_path)
     assert result.returncode == 0 and "max_steps: 7" in result.stdout
-    result = cli("fit", "--config", "countdown.yaml", "--print_config", cwd=tmp_path / "..")
+    result = cli_in_process("fit", "--config", "countdown.yaml", "--print_config", cwd=tmp_path / "..")
     assert (
         result.returncode == 0
         and "max_steps: 60" in result.stdout
         and "class_path: tasks.CountdownTask" in result.stdout
     )
-    result = cli("fit", "--config", "nope.yaml", cwd=tmp_path)
+    result = cli_in_process("fit", "--config", "nope.yaml", cwd=tmp_path)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "error: Config file 'nope.yaml' does not exist, and it is not a built-in config (" in result.stderr
