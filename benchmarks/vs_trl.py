@@ -172,7 +172,7 @@ def run_trl(settings: dict, steps: int, seed: int) -> dict:
     from transformers import TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
 
-    from insight_lightning.export import plain_float_model
+    from insight_lightning.gguf_cache import plain_float_model
     from insight_lightning.model_loading import build_base_policy
 
     model, tokenizer = build_base_policy(policy_config(settings))

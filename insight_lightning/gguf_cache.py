@@ -1,0 +1,75 @@
+"""A dequantised copy of a local GGUF model, so that loading it takes seconds instead of most of a minute.
+
+transformers reads a GGUF file in pure Python: its metadata (a 49k-token vocabulary for SmolLM2) is parsed once for
+the config, once for the weights and once for the tokenizer, and the tensor-name map is rebuilt per tensor; for
+SmolLM2-135M that is ~30-45 s on a 2-core CPU, of which the dequantisation itself is ~4 s. The first load saves the
+dequantised float32 weights (safetensors) and the converted tokenizer in a folder keyed by the file's path, size,
+mtime and the transformers version; later loads read that folder. Nothing else about the model changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import transformers
+from torch import nn
+
+DEFAULT_CACHE_DIR = "~/.cache/insight_lightning/gguf"
+_DONE = "insight_lightning_gguf_source.txt"  # written last: a folder without it is an interrupted copy
+
+
+def plain_float_model(model: nn.Module) -> nn.Module:
+    """The model without its GGUF loading state, so that save_pretrained writes plain safetensors."""
+    quantizer = getattr(model, "hf_quantizer", None)
+    if quantizer is None:
+        return model
+    method = getattr(quantizer.quantization_config, "quant_method", None)
+    if getattr(method, "value", method) != "gguf":
+        return model  # another quantizer: save_pretrained serialises it (or says why not)
+    if any(not p.is_floating_point() for p in model.parameters()):
+        raise ValueError(
+            "The policy was loaded with its GGUF weights kept packed (the `kernels` package is installed), so they "
+            "cannot be merged and saved: uninstall `kernels` to load them dequantised, then export again."
+        )
+    # The weights were dequantised at load: only the quantizer bookkeeping makes save_pretrained refuse.
+    quantizer.remove_quantization_config(model)
+    return model
+
+
+def source_key(gguf_path: Path) -> str:
+    """What the copy was made from: the file (path, size, mtime) and the transformers version that converted it."""
+    stat = gguf_path.stat()
+    return f"{gguf_path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|transformers {transformers.__version__}"
+
+
+def cached_folder(gguf_path: Path, cache_dir: str) -> Path:
+    """Where the dequantised copy of ``gguf_path`` lives (it may not exist yet)."""
+    digest = hashlib.sha256(source_key(gguf_path).encode()).hexdigest()[:16]
+    return Path(os.path.expanduser(cache_dir)) / f"{gguf_path.stem}-{digest}"
+
+
+def is_complete(copy: Path, gguf_path: Path) -> bool:
+    """Whether ``copy`` was fully written from this very file (an interrupted or stale copy is not)."""
+    marker = copy / _DONE
+    return marker.is_file() and marker.read_text() == source_key(gguf_path)
+
+
+def write_copy(model, tokenizer, copy: Path, gguf_path: Path) -> None:
+    """Save a freshly GGUF-loaded float model and its tokenizer as ``copy`` (atomically: rename of a full folder)."""
+    copy.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{copy.name}.", dir=copy.parent))
+    try:
+        plain_float_model(model).save_pretrained(staging, safe_serialization=True)
+        tokenizer.save_pretrained(staging)
+        (staging / _DONE).write_text(source_key(gguf_path))
+        if copy.exists():  # an interrupted copy, or another rank finished first: replace it with a whole one
+            shutil.rmtree(copy, ignore_errors=True)
+        os.replace(staging, copy)
+    except OSError:
+        shutil.rmtree(staging, ignore_errors=True)
+        if not is_complete(copy, gguf_path):
+            raise
