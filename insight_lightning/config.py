@@ -45,6 +45,8 @@ class GRPOConfig:
     """Updates in a row with a non-finite loss or gradient norm (each skipped) after which the run stops."""
     logprob_chunk_size: int | None = None
     """Tokens per chunk of the output head + log-softmax (null: about 64 MB of float32 logits, at most 1024)."""
+    release_update_memory: bool = False
+    """CPU: hand the update's freed tensors back to the OS at once (about half the peak RSS, a slower update)."""
 
     def __post_init__(self) -> None:
         if self.group_size < 2:
