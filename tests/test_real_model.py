@@ -106,7 +106,7 @@ def test_two_grpo_steps_with_lora_through_the_cli(tmp_path, gguf_cache):
         "--trainer.callbacks.init_args.every_n_train_steps=1",
         "--trainer.limit_val_batches=0",
         "--trainer.enable_progress_bar=false",
-        "--model.grpo.group_size=4",
+        "--model.grpo.group_size=2",
         "--model.grpo.entropy_coef=0.01",  # a gradient whatever the rewards, so the adapter must move
         "--model.rollout.max_new_tokens=12",
         "--data.prompts_per_step=2",
