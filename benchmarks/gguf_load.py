@@ -57,6 +57,8 @@ def main() -> None:
             results.append(json.loads(out.stdout.strip().splitlines()[-1]))
             source = "the GGUF (writes the copy)" if index == 0 else "the dequantised copy"
             print(f"  load {index + 1} from {source}: {results[-1]['seconds']:.1f} s")
+        size = sum(f.stat().st_size for f in Path(cache).rglob("*") if f.is_file())
+        print(f"  the copy: {size / 2**20:.0f} MiB")
     same = len({r["weights_sha256"] for r in results}) == 1
     print(
         f"same weights on every load: {same}; first / later (median): "

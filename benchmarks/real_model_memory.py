@@ -82,7 +82,9 @@ def main() -> None:
         print(json.dumps(one_update(rest[0] == "1", chunk, rest[2] == "1")))
         return
     from benchmarks.machine import cpu_model
+    from insight_lightning.model_loading import PolicyConfig, build_base_policy
 
+    build_base_policy(PolicyConfig(**SMOLLM2))  # writes the dequantised copy once, so every setting loads it alike
     print(f"machine: {cpu_model()}, {os.cpu_count()} cores")
     print("one forward + backward, 16 x (48 + 96) tokens:")
     for label, checkpointing, chunk, low in SETTINGS:

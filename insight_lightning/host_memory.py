@@ -12,9 +12,9 @@ against 7.6 s with heap reuse). So the threshold is low only while the update ru
 at glibc's maximum otherwise.
 
 The update pays for it too: every mmapped block is page-faulted and zeroed afresh. The same SmolLM2 forward and
-backward took 75 s with the 128 KiB threshold against 58 s with heap reuse (one thread, AMD EPYC), and the tiny
-model's update 2.2x as long. So it is an opt-in (``model.grpo.release_update_memory``) for a machine whose memory,
-not time, is short.
+backward took 67.9 s with the 128 KiB threshold against 49.4 s with heap reuse (``OMP_NUM_THREADS=1 python
+benchmarks/real_model_memory.py``, AMD EPYC), and it had made the tiny model's update 2x TRL's in vs_trl.py.
+So it is an opt-in (``model.grpo.release_update_memory``) for a machine whose memory, not time, is short.
 """
 
 from __future__ import annotations
