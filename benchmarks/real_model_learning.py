@@ -25,7 +25,11 @@ sys.path.insert(0, str(ROOT))
 
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
 
+import yaml  # noqa: E402
+
 from benchmarks.machine import cpu_model, package_versions, usable_cores  # noqa: E402
+from insight_lightning.cli import resolve_config  # noqa: E402
+from insight_lightning.config import ValidationConfig  # noqa: E402
 from insight_lightning.race.report import mean_interval  # noqa: E402
 
 CURVES = ("val/accuracy_greedy", "val/accuracy")
@@ -75,14 +79,31 @@ def summary(records: list[dict]) -> dict:
     return out
 
 
-def markdown_table(records: list[dict]) -> str:
+def validation_settings(config: str, overrides: list[str]) -> dict:
+    """The sampled validation's settings of the config (the table's label), defaults where it sets none."""
+    settings = (yaml.safe_load(Path(resolve_config(config)).read_text()).get("model") or {}).get("validation") or {}
+    defaults = ValidationConfig()
+    result = {key: settings.get(key, getattr(defaults, key)) for key in ("samples_per_problem", "temperature")}
+    for key in result:  # an override of either on the command line wins
+        flag = f"--model.validation.{key}"
+        for index, arg in enumerate(overrides):
+            if arg.startswith(flag + "="):
+                result[key] = type(result[key])(arg.split("=", 1)[1])
+            elif arg == flag and index + 1 < len(overrides):
+                result[key] = type(result[key])(overrides[index + 1])
+    return result
+
+
+def markdown_table(records: list[dict], validation: dict) -> str:
     """The README's table: accuracy by validation step, mean +/- 95% t-interval over seeds, and the gain."""
     steps = [step for step, _ in records[0]["val/accuracy_greedy"]]
     rows = [
         "| | " + " | ".join(f"step {s}" for s in steps) + " | gain |",
         "| --- |" + " --- |" * (len(steps) + 1),
     ]
-    labels = {"val/accuracy_greedy": "`val/accuracy_greedy`", "val/accuracy": "`val/accuracy` (2 samples, T = 0.6)"}
+    samples, temperature = validation["samples_per_problem"], validation["temperature"]
+    sampled = f"`val/accuracy` ({samples} sample{'s' if samples > 1 else ''}, T = {temperature:g})"
+    labels = {"val/accuracy_greedy": "`val/accuracy_greedy`", "val/accuracy": sampled}
     for tag, label in labels.items():
         cells = []
         for index in range(len(steps)):
@@ -102,6 +123,7 @@ def main() -> None:
     name = Path(args.config).stem
     out = (args.out or ROOT / "runs" / f"learning_{name}").resolve()
     out.mkdir(parents=True, exist_ok=True)
+    validation = validation_settings(args.config, overrides)
     records = []
     for seed in args.seeds:
         record = run_seed(args.config, seed, out, overrides)
@@ -129,10 +151,11 @@ def main() -> None:
         "commit": subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip(),
         "machine": {"cpu": cpu_model(), "cores": usable_cores()},
         "versions": package_versions("torch", "transformers", "peft", "lightning"),
+        "validation": validation,
         "seeds": records,
         "summary": stats,
     }
-    print(markdown_table(records))
+    print(markdown_table(records, validation))
     target = ROOT / "docs" / "results" / f"real_model_learning_{name}.json"
     target.write_text(json.dumps(result, indent=1) + "\n")
     print(f"wrote {target.relative_to(ROOT)}")

@@ -38,12 +38,27 @@ ONE_SHOT_INSTRUCTION = (
     "Using the numbers {nums}, write an equation that equals {target}. Use + - * / and each number exactly once. "
     "Put the equation in <answer> </answer> tags."
 )
-ONE_SHOT = [
-    {"role": "user", "content": ONE_SHOT_INSTRUCTION.format(nums=[6, 3], target=2)},
-    {"role": "assistant", "content": "6 / 3 = 2. <answer>6 / 3</answer>"},
-]
+
+
+def worked_exchange(nums: list[int], target: int, expression: str) -> list[dict]:
+    """One solved problem as a user/assistant exchange, in the format the reward checks."""
+    return [
+        {"role": "user", "content": ONE_SHOT_INSTRUCTION.format(nums=nums, target=target)},
+        {"role": "assistant", "content": f"{expression} = {target}. {ANSWER_OPEN}{expression}{ANSWER_CLOSE}"},
+    ]
+
+
+ONE_SHOT = worked_exchange([6, 3], 2, "6 / 3")
 """The worked exchange before the problem in the one_shot template: small instruct models copy its format."""
-Template = Literal["tinyzero", "chat", "one_shot", "compact"]
+FEW_SHOT = [
+    *worked_exchange([8, 2], 4, "8 / 2"),
+    *worked_exchange([3, 5], 8, "3 + 5"),
+    *worked_exchange([4, 6], 24, "4 * 6"),
+    *worked_exchange([9, 2], 7, "9 - 2"),
+]
+"""The few_shot template's four exchanges, one per operator: with one_shot's single division SmolLM2-135M divides
+almost always (1% of its sampled answers correct on two-number problems up to 20), with these 21%."""
+Template = Literal["tinyzero", "chat", "one_shot", "few_shot", "compact"]
 TEMPLATES: tuple[str, ...] = get_args(Template)
 
 
@@ -88,7 +103,9 @@ class CountdownTask(FileOrGeneratedSplits):
             1..1000000; other rows, and JSON lines over 1 MB, are skipped with one warning counting each reason.
         test_file: Same for testing; if equal to train_file, the test rows follow the first train_size rows.
         template: Prompt style: "tinyzero" (base-model text), "chat" (one user message), "one_shot" (chat with one
-            worked example first: small instruct models follow its <answer> format) or "compact" (tiny models).
+            worked example first: small instruct models follow its <answer> format), "few_shot" (four worked
+            examples, one per operator: small models stop copying the one example's operator) or "compact" (tiny
+            models).
         format_score: Reward for a well-formed but wrong answer (in [0, 1)).
     """
 
@@ -143,8 +160,9 @@ class CountdownTask(FileOrGeneratedSplits):
         nums, target = problem_fields(example)
         if self.template == "compact":
             return f"{target} from {' '.join(map(str, nums))}:"
-        if self.template == "one_shot":
-            return [*ONE_SHOT, {"role": "user", "content": ONE_SHOT_INSTRUCTION.format(nums=nums, target=target)}]
+        if self.template in ("one_shot", "few_shot"):
+            shots = ONE_SHOT if self.template == "one_shot" else FEW_SHOT
+            return [*shots, {"role": "user", "content": ONE_SHOT_INSTRUCTION.format(nums=nums, target=target)}]
         instruction = INSTRUCTION.format(nums=nums, target=target)
         if self.template == "chat":
             return [{"role": "user", "content": instruction}]

@@ -18,8 +18,8 @@ def load_benchmark(name: str):
 
 @pytest.mark.parametrize("result", sorted(p.name for p in RESULTS.glob("real_model_learning_*.json")))
 def test_the_real_model_learning_table_is_the_result_files(result):
-    records = json.loads((RESULTS / result).read_text())["seeds"]
-    table = load_benchmark("real_model_learning").markdown_table(records)
+    data = json.loads((RESULTS / result).read_text())
+    table = load_benchmark("real_model_learning").markdown_table(data["seeds"], data["validation"])
     assert table in (ROOT / "README.md").read_text(), f"README's table differs from {result}; paste:\n{table}"
 
 

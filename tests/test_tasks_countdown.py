@@ -1,5 +1,6 @@
 """Countdown: verifier, generator, solver, loaders, prompts and the registry."""
 
+import ast
 import json
 import sys
 import time
@@ -251,7 +252,16 @@ def test_prompt_templates():
     assert "[50, 25, 3, 7]" in question["content"] and "82" in question["content"]
     # The worked answer scores 1 under the task's own reward: the example teaches a format that is rewarded.
     assert CountdownTask().score(shot[1]["content"], {"nums": [6, 3], "target": 2}).correct
-    with pytest.raises(ValueError, match="tinyzero, chat, one_shot, compact"):
+    *shots, question = CountdownTask(template="few_shot").prompt(example)
+    assert [m["role"] for m in shots] == ["user", "assistant"] * 4 and "[50, 25, 3, 7]" in question["content"]
+    operators = set()
+    for ask, answer in zip(shots[::2], shots[1::2]):
+        nums = ast.literal_eval(ask["content"].split("numbers ")[1].split("]")[0] + "]")
+        target = int(ask["content"].split("equals ")[1].split(".")[0])
+        assert CountdownTask().score(answer["content"], {"nums": nums, "target": target}).correct, answer
+        operators |= set(answer["content"].split("<answer>")[1]) & set("+-*/")
+    assert operators == set("+-*/")  # one example per operator, so no single operator is the one copied
+    with pytest.raises(ValueError, match="tinyzero, chat, one_shot, few_shot, compact"):
         CountdownTask(template="fancy")
 
 
