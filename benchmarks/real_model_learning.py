@@ -23,9 +23,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
-
 import yaml  # noqa: E402
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
 
 from benchmarks.machine import cpu_model, package_versions, usable_cores  # noqa: E402
 from insight_lightning.cli import resolve_config  # noqa: E402
