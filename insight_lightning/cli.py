@@ -18,6 +18,7 @@ from insight_lightning.cli_errors import explain
 from insight_lightning.data import PromptDataModule
 from insight_lightning.model_loading import PolicyLoadError
 from insight_lightning.module import GRPOModule
+from insight_lightning.vllm_engine import RolloutEngineError
 
 # The one-line docstrings under dataclass fields become the --help text of their options.
 set_parsing_settings(docstring_parse_attribute_docstrings=True)
@@ -26,7 +27,7 @@ BUILTIN_CONFIGS = Path(__file__).resolve().parent / "configs"
 """The configs shipped with the package; `--config NAME` finds them from any folder."""
 
 # Errors whose message tells the user what to fix; a traceback would only bury it.
-USER_ERRORS = (PolicyLoadError, FileNotFoundError, ImportError, ValueError, ArgumentError)
+USER_ERRORS = (PolicyLoadError, RolloutEngineError, FileNotFoundError, ImportError, ValueError, ArgumentError)
 
 
 def resolve_config(value: str) -> str:

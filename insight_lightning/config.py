@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
-from insight_lightning.grpo import LOSS_AGGREGATIONS
+from insight_lightning.grpo import LOSS_AGGREGATIONS, RolloutCorrection
 from insight_lightning.rollout import KVCache, SamplingParams
+from insight_lightning.vllm_engine import VLLMSettings
+
+Engine = Literal["hf", "vllm", "vllm_server"]
 
 Schedule = Literal["constant", "linear", "cosine"]
 
@@ -47,6 +50,12 @@ class GRPOConfig:
     """Tokens per chunk of the output head + log-softmax (null: about 64 MB of float32 logits, at most 1024)."""
     release_update_memory: bool = False
     """CPU: hand the update's freed tensors back to the OS at once (about half the peak RSS, a slower update)."""
+    rollout_correction: RolloutCorrection = "auto"
+    """Correct for sampling from pi_engine, not pi_old: auto (tis with vLLM, none with hf), none, tis or mask."""
+    tis_cap: float = 2.0
+    """tis: each token's policy-gradient term is weighted by min(pi_old / pi_engine, tis_cap)."""
+    mask_band: tuple[float, float] = (0.5, 2.0)
+    """mask: tokens whose ratio pi_old / pi_engine lies outside [low, high] get no policy-gradient term."""
 
     def __post_init__(self) -> None:
         if self.group_size < 2:
@@ -67,6 +76,10 @@ class GRPOConfig:
             raise ValueError(f"model.grpo.epochs={self.epochs} must be positive")
         if self.logprob_chunk_size is not None and self.logprob_chunk_size < 1:
             raise ValueError(f"model.grpo.logprob_chunk_size={self.logprob_chunk_size} must be positive or null")
+        if self.tis_cap <= 0:
+            raise ValueError(f"model.grpo.tis_cap={self.tis_cap} must be positive")
+        if not 0 <= self.mask_band[0] <= 1 <= self.mask_band[1]:
+            raise ValueError(f"model.grpo.mask_band={list(self.mask_band)} must be [low, high] with low <= 1 <= high")
         if self.max_consecutive_skips < 1:
             raise ValueError(f"model.grpo.max_consecutive_skips={self.max_consecutive_skips} must be at least 1")
 
@@ -81,6 +94,16 @@ class RolloutConfig(SamplingParams):
     """KV cache of HF generate: dynamic, or static (CUDA only; compiled, much faster per token)."""
     batch_size: int | None = None
     """Sequences per generate call (null: all of the step's sequences at once)."""
+    engine: Engine = "hf"
+    """hf (Hugging Face generate on the trained model), vllm (a vLLM engine in this process) or vllm_server."""
+    vllm: VLLMSettings = field(default_factory=VLLMSettings)
+    """Settings of the vllm and vllm_server engines."""
+
+    def resolved_correction(self, configured: str) -> str:
+        """grpo.rollout_correction with auto resolved: tis for the vLLM engines, none for hf."""
+        if configured != "auto":
+            return configured
+        return "none" if self.engine == "hf" else "tis"
 
 
 @dataclass

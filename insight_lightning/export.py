@@ -74,6 +74,7 @@ def training_tokenizer(tokenizer, chat_template_kwargs: dict | None = None):
 def export_merged(module: GRPOModule, ckpt_path: str, output_dir: str) -> Path:
     """Load the checkpoint's weights into the module's policy, merge any adapter, and save model + tokenizer."""
     checkpoint = read_checkpoint(ckpt_path, weights_only=False, fresh=None)  # unreadable: one sentence, no traceback
+    module.rollout.engine = "hf"  # exporting generates nothing: no vLLM engine to start, even if training used one
     module.build_policy()
     module.on_load_checkpoint(checkpoint)
     missing, _ = module.load_state_dict(checkpoint["state_dict"], strict=False)

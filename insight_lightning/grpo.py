@@ -7,7 +7,7 @@ Every function here is pure torch on tensors; the learner (learner.py) orchestra
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 import torch
 from torch import Tensor
@@ -24,6 +24,7 @@ __all__ = [
     "masked_mean",
     "policy_loss",
     "register_loss_aggregation",
+    "rollout_correction_weights",
 ]
 
 _LOG_RATIO_LIMIT = 20.0  # |log pi - log pi_old| is clamped here before exp (as verl does), so exp never overflows
@@ -114,11 +115,13 @@ def grpo_token_loss(
     ref_logp: Tensor | None = None,
     kl_coef: float = 0.0,
     entropy_coef: float = 0.0,
+    rollout_weights: Tensor | None = None,
 ) -> TokenLoss:
-    """The GRPO objective per token: clipped surrogate, plus a k3 KL penalty, minus an entropy bonus."""
-    # logp, old_logp, entropy, ref_logp: [B, T]; advantages: [B]
+    """The GRPO objective per token: clipped surrogate (times the rollout correction's weights, if any), plus a k3 KL
+    penalty, minus an entropy bonus."""
+    # logp, old_logp, entropy, ref_logp, rollout_weights: [B, T]; advantages: [B]
     pg, clipped = policy_loss(logp, old_logp, advantages, clip_low, clip_high, dual_clip)  # [B, T]
-    loss = pg
+    loss = pg if rollout_weights is None else pg * rollout_weights
     kl = torch.zeros_like(pg)
     if kl_coef > 0:
         if ref_logp is None:
@@ -128,6 +131,33 @@ def grpo_token_loss(
     if entropy_coef > 0:
         loss = loss - entropy_coef * entropy
     return TokenLoss(loss, pg, clipped, kl)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Rollout correction. An engine other than the trainer's forward (vLLM: other kernels, other precision, a LoRA served
+# by other code) samples from pi_behaviour, not exactly from pi_old, the trainer's own distribution at rollout time.
+# Token-level truncated importance sampling (TIS, as TRL and verl) weights each token's policy-gradient term by
+# min(pi_old / pi_behaviour, cap); masking drops the term of tokens whose ratio lies outside [low, high].
+# ----------------------------------------------------------------------------------------------------------------
+
+RolloutCorrection = Literal["auto", "none", "tis", "mask"]
+
+
+def rollout_correction_weights(
+    old_logp: Tensor, behaviour_logp: Tensor, mode: str, cap: float = 2.0, band: tuple[float, float] = (0.5, 2.0)
+) -> tuple[Tensor | None, Tensor]:
+    """(weights of the pg term or None for mode none, the ratio pi_old / pi_behaviour) per token."""
+    # old_logp, behaviour_logp: [B, T] (detached) -> weights [B, T] or None, ratio [B, T]
+    log_ratio = (old_logp - behaviour_logp).clamp(-_LOG_RATIO_LIMIT, _LOG_RATIO_LIMIT)
+    ratio = torch.exp(log_ratio)  # [B, T]
+    if mode == "none":
+        return None, ratio
+    if mode == "tis":
+        return ratio.clamp(max=cap), ratio
+    if mode == "mask":
+        low, high = band
+        return ((ratio >= low) & (ratio <= high)).to(ratio.dtype), ratio
+    raise ValueError(f"rollout correction must be none, tis or mask, got '{mode}'")
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from torch.distributed.tensor import DTensor
 from insight_lightning.config import GRPOConfig
 from insight_lightning.divergence import DivergedError
 from insight_lightning.fsdp import gradient_sync
-from insight_lightning.grpo import aggregate_loss, grpo_token_loss, loss_normalizer
+from insight_lightning.grpo import aggregate_loss, grpo_token_loss, loss_normalizer, rollout_correction_weights
 from insight_lightning.policy import Policy
 from insight_lightning.rollout import RolloutBatch
 
@@ -48,6 +48,47 @@ class TokenSums:
 
 
 @dataclass
+class CorrectionStats:
+    """How far the rollout engine's log-probs are from the trainer's (per scored token), and the importance ratios."""
+
+    abs_diff_sum: Tensor
+    abs_diff_max: Tensor
+    ratio_sum: Tensor
+    ratio_min: Tensor
+    ratio_max: Tensor
+    tokens: Tensor
+
+    @staticmethod
+    def empty(device: torch.device) -> CorrectionStats:
+        zero = torch.zeros((), dtype=torch.float64, device=device)
+        inf = torch.full((), math.inf, dtype=torch.float64, device=device)
+        return CorrectionStats(zero, zero, zero, inf, -inf, zero)
+
+    def add(self, old_logp: Tensor, behaviour_logp: Tensor, ratio: Tensor, mask: Tensor) -> None:
+        # old_logp, behaviour_logp, ratio: [b, L] float; mask: [b, L] bool (scored tokens)
+        diff = (old_logp - behaviour_logp).abs()[mask].double()
+        ratio = ratio[mask].double()
+        if diff.numel() == 0:
+            return
+        self.abs_diff_sum = self.abs_diff_sum + diff.sum()
+        self.abs_diff_max = torch.maximum(self.abs_diff_max, diff.max())
+        self.ratio_sum = self.ratio_sum + ratio.sum()
+        self.ratio_min = torch.minimum(self.ratio_min, ratio.min())
+        self.ratio_max = torch.maximum(self.ratio_max, ratio.max())
+        self.tokens = self.tokens + diff.numel()
+
+    def metrics(self) -> dict[str, Tensor]:
+        tokens = self.tokens.clamp(min=1)
+        return {
+            "rollout/logprob_abs_diff": self.abs_diff_sum / tokens,
+            "rollout/logprob_abs_diff_max": self.abs_diff_max,
+            "rollout/is_ratio": self.ratio_sum / tokens,
+            "rollout/is_ratio_min": self.ratio_min,
+            "rollout/is_ratio_max": self.ratio_max,
+        }
+
+
+@dataclass
 class UpdateStats:
     """What a step's updates did: token means of the loss terms, the mean gradient norm before clipping, and how
     many updates were skipped for a non-finite loss or gradient norm."""
@@ -58,6 +99,7 @@ class UpdateStats:
     kl: Tensor | None  # None without a KL term
     grad_norm: Tensor  # the true global norm, clipping or not (non-finite if an update's was)
     skipped_updates: int
+    correction: CorrectionStats | None = None  # None when the engine reports no behaviour log-probs
 
     def metrics(self) -> dict[str, Tensor]:
         metrics = {
@@ -69,6 +111,8 @@ class UpdateStats:
         }
         if self.kl is not None:
             metrics["train/kl"] = self.kl
+        if self.correction is not None:
+            metrics.update(self.correction.metrics())
         return metrics
 
 
@@ -79,12 +123,18 @@ class Learner:
         config: the GRPO objective and the epochs / mini-batch / micro-batch layout.
         temperature: the sampling temperature: log-probs are those of the tempered distribution that sampled.
         max_response_length: the longest completion (the constant of Dr.GRPO's aggregation).
+        rollout_correction: none, tis or mask (resolved from the config's auto by the engine).
     """
 
-    def __init__(self, config: GRPOConfig, temperature: float, max_response_length: int) -> None:
+    def __init__(
+        self, config: GRPOConfig, temperature: float, max_response_length: int, rollout_correction: str = "none"
+    ) -> None:
+        if rollout_correction not in ("none", "tis", "mask"):
+            raise ValueError(f"rollout_correction must be none, tis or mask, got '{rollout_correction}'")
         self.config = config
         self.temperature = temperature
         self.max_response_length = max_response_length
+        self.rollout_correction = rollout_correction
         self.consecutive_skips = 0
         """Updates skipped in a row, across steps (reset by an update that is applied)."""
 
@@ -102,11 +152,18 @@ class Learner:
         old_logp = None
         if total_updates > 1:  # off-policy after the first update: keep the sampling policy's log-probs
             old_logp = self._logprobs_no_grad(policy, input_ids, attention, scored)
+        behaviour = rollout.behaviour_logprobs_full  # [B, L] or None
+        if behaviour is None and self.rollout_correction != "none":
+            raise ValueError(
+                f"model.grpo.rollout_correction={self.rollout_correction} needs the rollout engine's log-probs, and "
+                "this engine reports none (use it with rollout.engine vllm or vllm_server, or set it to none)"
+            )
+        correction = None if behaviour is None else CorrectionStats.empty(module.device)
         sums = TokenSums.zeros(module.device)
         grad_norm = torch.zeros((), dtype=torch.float64, device=module.device)
         params = policy.trainable_parameters()
         updates_done = skipped = 0
-        for _ in range(cfg.epochs):
+        for epoch in range(cfg.epochs):
             for start in range(0, num_rows, rows_per_update):
                 rows = slice(start, min(start + rows_per_update, num_rows))
                 normalizer = self._global_normalizer(scored[rows], module)
@@ -124,7 +181,9 @@ class Learner:
                             scored[mb],
                             advantages[mb],
                             None if old_logp is None else old_logp[mb],
+                            None if behaviour is None else behaviour[mb],
                             normalizer,
+                            correction if epoch == 0 else None,
                         )
                         module.manual_backward(loss)
                     loss_finite &= torch.isfinite(loss.detach())
@@ -151,6 +210,7 @@ class Learner:
             kl=sums.kl / tokens if cfg.kl_coef > 0 else None,
             grad_norm=grad_norm / total_updates,
             skipped_updates=skipped,
+            correction=correction,
         )
 
     def _clip_gradients(self, params: list[torch.nn.Parameter]) -> Tensor:
@@ -206,13 +266,22 @@ class Learner:
         scored: Tensor,
         advantages: Tensor,
         old_logp: Tensor | None,
+        behaviour_logp: Tensor | None,
         normalizer: float,
+        correction: CorrectionStats | None,
     ) -> tuple[Tensor, TokenSums]:
-        """This micro-batch's share of the update's loss, and its (detached) term sums."""
+        """This micro-batch's share of the update's loss, and its (detached) term sums (and correction stats)."""
         cfg = self.config
         logp, entropy = policy.logprobs(input_ids, attention, scored, self.temperature, with_entropy=True)  # [b, L]
         ref = policy.reference_logprobs(input_ids, attention, scored, self.temperature) if cfg.kl_coef > 0 else None
-        old = logp.detach() if old_logp is None else old_logp
+        old = logp.detach() if old_logp is None else old_logp  # pi_old: the trainer's log-probs at rollout time
+        weights = None
+        if behaviour_logp is not None:
+            weights, ratio = rollout_correction_weights(
+                old, behaviour_logp, self.rollout_correction, cfg.tis_cap, cfg.mask_band
+            )  # [b, L]
+            if correction is not None:
+                correction.add(old, behaviour_logp, ratio, scored.bool())
         terms = grpo_token_loss(
             logp,
             old,
@@ -224,6 +293,7 @@ class Learner:
             ref,
             cfg.kl_coef,
             cfg.entropy_coef,
+            weights,
         )
         loss = aggregate_loss(terms.loss, scored, cfg.loss_aggregation, normalizer)
         mask = scored.to(terms.pg.dtype)

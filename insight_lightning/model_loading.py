@@ -111,6 +111,13 @@ def build_base_policy(
     return model, tokenizer
 
 
+def dequantised_copy(config: PolicyConfig) -> Path | None:
+    """The complete float copy of the config's local GGUF model, if one has been written (else None)."""
+    source = _gguf_source(config)
+    copy = cached_folder(source, config.gguf_cache_dir) if source else None
+    return copy if copy is not None and is_complete(copy, source) else None
+
+
 def _gguf_source(config: PolicyConfig) -> Path | None:
     """The local GGUF file whose dequantised copy is cached; None when there is none to cache."""
     if not (config.gguf_file and config.gguf_cache_dir):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import os
 import time
 from dataclasses import asdict
 
@@ -80,7 +81,8 @@ class GRPOModule(L.LightningModule):
         self.automatic_optimization = False
         self.strict_loading = False  # checkpoints hold only the trained weights, not the frozen base
         self.save_hyperparameters(ignore=["task"])
-        self.learner = Learner(self.grpo, self.rollout.temperature, self.rollout.max_new_tokens)
+        correction = self.rollout.resolved_correction(self.grpo.rollout_correction)
+        self.learner = Learner(self.grpo, self.rollout.temperature, self.rollout.max_new_tokens, correction)
         self.policy: Policy | None = None
         self.warm_start_result: WarmStartResult | None = None
         self.last_step_times: StepTimes | None = None
@@ -94,7 +96,9 @@ class GRPOModule(L.LightningModule):
         # Built here rather than in configure_model: Lightning runs configure_model inside its tensor-init
         # contexts (device, dtype, empty init), which would also wrap, and slow down, the warm-start training.
         device = self.trainer.strategy.root_device if self._trainer is not None else torch.device("cpu")
-        check_strategy_settings(self.rollout, device, self._device_mesh)  # before the model is loaded or warm-started
+        world_size = self.trainer.world_size if self._trainer is not None else 1
+        # before the model is loaded or warm-started
+        check_strategy_settings(self.rollout, device, self._device_mesh, world_size)
         self.build_policy()
 
     def build_policy(self) -> None:
@@ -105,7 +109,17 @@ class GRPOModule(L.LightningModule):
             raise ValueError("GRPOModule needs a task (the CLI links it from data.task)")
         warm_start = self._warm_start if self.warm_start_config is not None else None
         device = self.trainer.strategy.root_device if self._trainer is not None else torch.device("cpu")
-        self.policy = build_policy(self.policy_config, self.rollout, self.grpo.logprob_chunk_size, device, warm_start)
+        # the engine's own sampling seed (vLLM): the run's seed, different per rank
+        seed = int(os.environ.get("PL_GLOBAL_SEED", "0")) + (self.global_rank if self._trainer is not None else 0)
+        self.policy = build_policy(
+            self.policy_config,
+            self.rollout,
+            self.grpo.logprob_chunk_size,
+            device,
+            warm_start,
+            max_completion_tokens=self.validation.max_new_tokens,
+            seed=seed,
+        )
 
     def _warm_start(self, base: torch.nn.Module, prompts) -> None:
         strategy = self.trainer.strategy if self._trainer is not None else None
@@ -139,17 +153,19 @@ class GRPOModule(L.LightningModule):
 
     def training_step(self, batch: PromptBatch, batch_idx: int) -> dict:
         faults_before = self.task.verifier_counts()
-        started = time.perf_counter()
+        started, synced = time.perf_counter(), self.policy.engine.sync_seconds
         experience = collect_experience(
             batch, self.policy, self.task, self.grpo.group_size, self.rollout, self._any_rank_short
         )
         rollout_s = time.perf_counter() - started
+        weight_sync_s = self.policy.engine.sync_seconds - synced
 
         started = time.perf_counter()
         advantages = group_advantages(experience.scores.rewards.to(self.device), self.grpo.normalize_std)  # [b, K]
         # off by default: page-faulting every large block afresh made a SmolLM2 update 37% slower (host_memory.py)
         with mmapped_large_blocks(self.grpo.release_update_memory and self.device.type == "cpu"):
             stats = self.learner.update(self, self.policy, experience.rollout, advantages.reshape(-1))
+        self.policy.weights_updated()  # an engine with its own copy of the weights syncs before the next rollout
         self.lr_schedulers().step()
         update_s = time.perf_counter() - started
 
@@ -157,7 +173,10 @@ class GRPOModule(L.LightningModule):
         self.rollouts_generated += sequences
         self.last_step_times = StepTimes(rollout_s, update_s, float(sequences), experience.generated_tokens)
         faults = {name: count - faults_before.get(name, 0) for name, count in self.task.verifier_counts().items()}
-        self._log_step(experience, stats.metrics(), faults)
+        update_metrics = stats.metrics()
+        if self.rollout.engine != "hf":
+            update_metrics["time/weight_sync_s"] = torch.tensor(weight_sync_s)
+        self._log_step(experience, update_metrics, faults)
         return {"outcomes": experience.outcomes}  # to SelectionCallback.on_train_batch_end (Lightning wants a dict)
 
     def _any_rank_short(self, shortfall: int) -> bool:
@@ -237,6 +256,8 @@ class GRPOModule(L.LightningModule):
         world_size = self.trainer.world_size if self._trainer is not None else 1
         restore_rank_rng(extra.get("rng_per_rank") or [extra.get("rng")], self.global_rank, world_size)
         self.rollouts_generated = int(extra.get("rollouts_generated", 0))
+        if self.policy is not None:
+            self.policy.weights_updated()  # the checkpoint's weights replace the engine's copy at the next rollout
 
     # ----------------------------------------------------------------------------------------------- logging
     def _log_step(self, experience: Experience, update_metrics: dict[str, Tensor], faults: dict[str, int]) -> None:

@@ -7,7 +7,10 @@ argument: an engine other than Hugging Face generate plugs in at `build_policy`,
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
 
 import torch
 from torch import Tensor, nn
@@ -15,10 +18,18 @@ from transformers import PreTrainedModel
 
 from insight_lightning.config import RolloutConfig
 from insight_lightning.fsdp import shard_policy, unsharded_for_generation
+from insight_lightning.gguf_cache import plain_float_model
 from insight_lightning.logprobs import sequence_logprobs
-from insight_lightning.model_loading import PolicyConfig, apply_adapter, build_base_policy
+from insight_lightning.model_loading import (
+    PolicyConfig,
+    apply_adapter,
+    build_base_policy,
+    dequantised_copy,
+    resolve_model_name,
+)
 from insight_lightning.prompts import PromptEncoder
 from insight_lightning.rollout import HFGenerateEngine, RolloutBatch, RolloutEngine, SamplingParams, concat_rollouts
+from insight_lightning.vllm_engine import VLLMColocatedEngine, VLLMServerEngine
 from tasks.base import Prompt
 
 
@@ -71,17 +82,20 @@ class Policy(nn.Module):
         """n completions per prompt ([len(prompts) * n] rows, prompt-major) and their decoded texts."""
         texts = [self.prompts.render(p) for p in prompts]
         prompt_ids, prompt_mask = self.prompts.encode(texts, self.device)  # [b, P]
-        prompt_ids = prompt_ids.repeat_interleave(n, dim=0)  # [b*n, P]
-        prompt_mask = prompt_mask.repeat_interleave(n, dim=0)
-        chunk = self.generate_batch_size or prompt_ids.shape[0]
+        # whole prompts per engine call, about generate_batch_size sequences each
+        chunk = max(1, (self.generate_batch_size or prompt_ids.shape[0] * n) // n)
         with unsharded_for_generation(self.fsdp_units):
             parts = [
-                self.engine.generate(self.model, prompt_ids[i : i + chunk], prompt_mask[i : i + chunk], params)
+                self.engine.generate(self.model, prompt_ids[i : i + chunk], prompt_mask[i : i + chunk], params, n)
                 for i in range(0, prompt_ids.shape[0], chunk)
             ]
         rollout = concat_rollouts(parts, self.pad_token_id)
         completions = self.tokenizer.batch_decode(rollout.completion_ids, skip_special_tokens=True)
         return rollout, completions
+
+    def weights_updated(self) -> None:
+        """The trainer changed the weights (an update, a checkpoint load): an engine with its own copy syncs."""
+        self.engine.weights_updated()
 
     def logprobs(
         self, input_ids: Tensor, attention: Tensor, scored: Tensor, temperature: float, with_entropy: bool = False
@@ -114,6 +128,8 @@ def build_policy(
     logprob_chunk_size: int | None,
     device: torch.device,
     before_adapter: Callable[[PreTrainedModel, PromptEncoder], None] | None = None,
+    max_completion_tokens: int | None = None,
+    seed: int = 0,
 ) -> Policy:
     """Load the base model, let `before_adapter` train it (the warm-start), add the adapter, choose the engine."""
     base, tokenizer = build_base_policy(config, device.type)
@@ -121,10 +137,65 @@ def build_policy(
     prompts = PromptEncoder(tokenizer, config.chat_template_kwargs, rollout.max_prompt_tokens)
     if before_adapter is not None:
         before_adapter(base, prompts)
+    max_len = rollout.max_prompt_tokens + max(rollout.max_new_tokens, max_completion_tokens or 0)
+    engine = build_engine(config, rollout, base, tokenizer, device, before_adapter is not None, max_len, seed)
     model = apply_adapter(base, config)
-    engine = HFGenerateEngine(end_of_sequence_ids(model, tokenizer), tokenizer.pad_token_id, cache=rollout.cache)
     chunk = logprob_chunk_size or auto_logprob_chunk_size(model.get_output_embeddings().weight.shape[0])
     return Policy(model, tokenizer, prompts, engine, rollout.batch_size, chunk)
+
+
+def build_engine(
+    config: PolicyConfig,
+    rollout: RolloutConfig,
+    base: PreTrainedModel,
+    tokenizer,
+    device: torch.device,
+    warm_started: bool,
+    max_model_len: int,
+    seed: int,
+) -> RolloutEngine:
+    """The rollout engine of rollout.engine; a vLLM engine loads the base model before any adapter is added."""
+    eos, pad = end_of_sequence_ids(base, tokenizer), tokenizer.pad_token_id
+    if rollout.engine == "hf":
+        return HFGenerateEngine(eos, pad, cache=rollout.cache)
+    lora_rank = config.lora.r if config.lora is not None else None
+    if rollout.engine == "vllm_server":
+        if lora_rank is None:
+            raise ValueError(
+                "rollout.engine=vllm_server syncs LoRA adapters only; full fine-tuning (policy.lora: null) needs "
+                "the colocated engine (rollout.engine=vllm)"
+            )
+        if warm_started or config.is_tiny:
+            raise ValueError(
+                "rollout.engine=vllm_server serves the base model the server loaded; a warm-started or tiny base "
+                "exists only in this process: use rollout.engine=vllm (colocated), or serve a saved model"
+            )
+        return VLLMServerEngine(resolve_model_name(config.name), rollout.vllm, eos, pad, lora_rank)
+    limit = getattr(base.config, "max_position_embeddings", None)
+    settings = rollout.vllm
+    if settings.dtype == "auto":  # vLLM's auto is bfloat16 on CPU; sample with the weights the trainer scores with
+        settings = replace(settings, dtype=str(base.dtype).removeprefix("torch."))
+    folder = vllm_base_folder(config, base, tokenizer, warm_started)
+    owned = folder if Path(folder).name.startswith(BASE_FOLDER_PREFIX) else None
+    max_len = min(max_model_len, limit) if limit else max_model_len
+    return VLLMColocatedEngine(folder, settings, eos, pad, lora_rank, max_len, seed, device, owned)
+
+
+BASE_FOLDER_PREFIX = "insight_lightning_vllm_base_"
+
+
+def vllm_base_folder(config: PolicyConfig, base: PreTrainedModel, tokenizer, warm_started: bool) -> str:
+    """What vLLM loads: the model's own name or folder, or, for a base that exists only here (the tiny model, a
+    warm-started or GGUF-dequantised one), a copy saved once as a Hugging Face folder."""
+    if not (config.is_tiny or warm_started or config.gguf_file):
+        return resolve_model_name(config.name)
+    copy = dequantised_copy(config) if not warm_started else None
+    if copy is not None:
+        return str(copy)  # the GGUF model's float copy is already a Hugging Face folder
+    folder = tempfile.mkdtemp(prefix=BASE_FOLDER_PREFIX)
+    plain_float_model(base).save_pretrained(folder, safe_serialization=True)
+    tokenizer.save_pretrained(folder)
+    return folder
 
 
 LOGPROB_CHUNK_ELEMENTS = 1 << 24

@@ -48,6 +48,14 @@ class RolloutBatch:
         return torch.cat([self.prompt_mask, self.completion_mask], dim=1)  # [B, P+T]
 
     @property
+    def behaviour_logprobs_full(self) -> Tensor | None:
+        """The engine's log-probs on the positions of the full sequence (0 on the prompt), [B, P+T], or None."""
+        if self.behaviour_logprobs is None:
+            return None
+        prompt = torch.zeros(self.prompt_ids.shape, dtype=self.behaviour_logprobs.dtype, device=self.prompt_ids.device)
+        return torch.cat([prompt, self.behaviour_logprobs], dim=1)
+
+    @property
     def scored_mask(self) -> Tensor:
         """1 on the completion positions of the full sequence, [B, P+T]."""
         return torch.cat([torch.zeros_like(self.prompt_mask), self.completion_mask], dim=1)
@@ -102,11 +110,18 @@ def completion_mask_from_eos(completion_ids: Tensor, eos_ids: Tensor) -> Tensor:
 class RolloutEngine(abc.ABC):
     """Samples completions from the current policy."""
 
+    sync_seconds: float = 0.0
+    """Seconds spent so far handing the trainer's weights to the engine (always 0 for one that shares them)."""
+
     @abc.abstractmethod
     def generate(
-        self, model: torch.nn.Module, prompt_ids: Tensor, prompt_mask: Tensor, params: SamplingParams
+        self, model: torch.nn.Module, prompt_ids: Tensor, prompt_mask: Tensor, params: SamplingParams, n: int = 1
     ) -> RolloutBatch:
-        """Sample one completion per row of the (left-padded) prompt batch."""
+        """Sample n completions per row of the (left-padded) prompt batch: [b * n] rows, prompt-major."""
+
+    def weights_updated(self) -> None:
+        """The trainer changed the weights; an engine holding its own copy syncs before its next rollout."""
+        return None  # an engine that generates with the trained model itself has nothing to do
 
 
 class HFGenerateEngine(RolloutEngine):
@@ -144,10 +159,11 @@ class HFGenerateEngine(RolloutEngine):
 
     @torch.no_grad()
     def generate(
-        self, model: torch.nn.Module, prompt_ids: Tensor, prompt_mask: Tensor, params: SamplingParams
+        self, model: torch.nn.Module, prompt_ids: Tensor, prompt_mask: Tensor, params: SamplingParams, n: int = 1
     ) -> RolloutBatch:
         if self.cache == "static" and prompt_ids.device.type != "cuda":
             raise ValueError("rollout.cache=static needs a CUDA device; use cache=dynamic on CPU")
+        prompt_ids, prompt_mask = prompt_ids.repeat_interleave(n, dim=0), prompt_mask.repeat_interleave(n, dim=0)
         was_training = model.training
         model.eval()  # no dropout while sampling
         try:

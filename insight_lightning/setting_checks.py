@@ -52,8 +52,14 @@ def check_sampling_settings(rollout: RolloutConfig) -> None:
             return
 
 
-def check_strategy_settings(rollout: RolloutConfig, device: torch.device, mesh) -> None:
+def check_strategy_settings(rollout: RolloutConfig, device: torch.device, mesh, world_size: int = 1) -> None:
     """Settings the run's device or strategy cannot honour; mesh: ModelParallelStrategy's device mesh (or None)."""
+    if rollout.engine == "vllm" and world_size > 1:
+        # each rank would need an engine pinned to its own device (vLLM's external_launcher), not built or tested yet
+        raise ValueError(
+            "model.rollout.engine=vllm (colocated) runs in single-process training only for now; with several "
+            "ranks use rollout.engine=vllm_server (every rank talks to one vLLM server), or train on one device"
+        )
     if mesh is not None and mesh.size() != mesh["data_parallel"].size():
         raise ValueError(
             "ModelParallelStrategy: only data parallelism (FSDP2) is supported; set tensor_parallel_size: 1"

@@ -1,11 +1,15 @@
 """One Learner update of a small LoRA policy on fixed rollouts, through a real Lightning Trainer (1 or 2 processes).
 
-python tests/learner_probe.py OUT.pt --devices 2 [--micro-batch-size N]   (DDP over gloo re-runs this script per rank)
+python tests/learner_probe.py OUT.pt --devices 2 [--micro-batch-size N] [--correction tis|mask|none]
+(DDP over gloo re-runs this script per rank)
 
 The rollouts are fixed and seeded: 4 groups of K = 2 rows; groups 0-1 have 12-token completions, groups 2-3 have
 2-token ones, so under 2 ranks (rank r takes groups 2r, 2r+1) the ranks' token counts differ 6x. The optimizer is
 SGD with lr 1, so the weight change of the step is minus the gradient of the learner's loss: the file written holds
 the trained weights before and after, and the advantage-weighted log-likelihood of the whole batch before and after.
+With --correction, the rollouts carry behaviour log-probs (as a vLLM engine's): the trainer's own plus
+BEHAVIOUR_OFFSET, so each token's ratio pi_old / pi_behaviour is exp(-offset), and the file also holds the step's
+rollout/* metrics.
 """
 
 from __future__ import annotations
@@ -40,10 +44,26 @@ def fixed_rollouts() -> tuple[RolloutBatch, torch.Tensor]:
     return rollout, advantages
 
 
-def surrogate(policy, rollout: RolloutBatch, advantages: torch.Tensor) -> torch.Tensor:
-    """The token-mean clipped surrogate of the rows at ratio 1; its gradient is -sum A * grad logp / tokens."""
+def behaviour_offset(rollout: RolloutBatch) -> torch.Tensor:
+    """log pi_behaviour - log pi_old per completion token, [B, T]: from -1.5 to 1.5 (ratios 0.22 to 4.5)."""
+    return torch.linspace(-1.5, 1.5, rollout.completion_ids.numel()).reshape(rollout.completion_ids.shape)
+
+
+def with_behaviour(policy, rollout: RolloutBatch) -> RolloutBatch:
+    """The rollouts with behaviour log-probs: the policy's own plus behaviour_offset."""
+    with torch.no_grad():
+        logp, _ = policy.logprobs(rollout.input_ids, rollout.attention_mask, rollout.scored_mask, 1.0)
+    rollout.behaviour_logprobs = logp[:, PROMPT:] + behaviour_offset(rollout)
+    return rollout
+
+
+def surrogate(policy, rollout: RolloutBatch, advantages: torch.Tensor, weights: torch.Tensor | None = None):
+    """The token-mean clipped surrogate of the rows at ratio 1 (each token's term times weights [B, P+T] if given);
+    its gradient is -sum w * A * grad logp / tokens."""
     logp, _ = policy.logprobs(rollout.input_ids, rollout.attention_mask, rollout.scored_mask, 1.0)
     loss, _ = policy_loss(logp, logp.detach(), advantages)
+    if weights is not None:
+        loss = loss * weights
     norm = loss_normalizer(rollout.scored_mask, "token_mean")
     return aggregate_loss(loss, rollout.scored_mask, "token_mean", norm)
 
@@ -70,12 +90,13 @@ def probe_policy():
 
 
 class LearnerProbe(L.LightningModule):
-    def __init__(self, micro_batch_size: int, out: str) -> None:
+    def __init__(self, micro_batch_size: int, out: str, correction: str | None) -> None:
         super().__init__()
         self.automatic_optimization = False
         self.policy = probe_policy()
         grpo = GRPOConfig(group_size=K, micro_batch_size=micro_batch_size, max_grad_norm=0.0)
-        self.learner = Learner(grpo, temperature=1.0, max_response_length=COMPLETION)
+        self.learner = Learner(grpo, 1.0, COMPLETION, correction or "none")
+        self.correction = correction
         self.out = out
 
     def configure_optimizers(self):
@@ -86,6 +107,8 @@ class LearnerProbe(L.LightningModule):
 
     def training_step(self, batch, batch_idx):
         rollout, advantages = fixed_rollouts()
+        if self.correction is not None:
+            rollout = with_behaviour(self.policy, rollout)
         rows = torch.arange(GROUPS * K).reshape(self.trainer.world_size, -1)[self.global_rank]  # this rank's groups
         before = {n: p.detach().clone() for n, p in self.policy.named_parameters() if p.requires_grad}
         objective_before = weighted_loglik(self.policy, rollout, advantages)
@@ -94,7 +117,13 @@ class LearnerProbe(L.LightningModule):
         if self.global_rank == 0:
             objective = (objective_before, weighted_loglik(self.policy, rollout, advantages))
             torch.save(
-                {"before": before, "after": after, "objective": objective, "grad_norm": float(stats.grad_norm)},
+                {
+                    "before": before,
+                    "after": after,
+                    "objective": objective,
+                    "grad_norm": float(stats.grad_norm),
+                    "metrics": {k: float(v) for k, v in stats.metrics().items()},
+                },
                 self.out,
             )
 
@@ -104,6 +133,7 @@ def main() -> None:
     parser.add_argument("out")
     parser.add_argument("--devices", type=int, default=1)
     parser.add_argument("--micro-batch-size", type=int, default=64)
+    parser.add_argument("--correction", choices=["none", "tis", "mask"], default=None)
     args = parser.parse_args()
     trainer = L.Trainer(
         accelerator="cpu",
@@ -115,7 +145,7 @@ def main() -> None:
         enable_progress_bar=False,
         enable_model_summary=False,
     )
-    trainer.fit(LearnerProbe(args.micro_batch_size, args.out))
+    trainer.fit(LearnerProbe(args.micro_batch_size, args.out, args.correction))
 
 
 if __name__ == "__main__":

@@ -84,3 +84,16 @@ def test_a_built_in_config_resolves_by_name_from_any_folder(tmp_path):
     result = cli_in_process("fit", "--config", "nope.yaml", cwd=tmp_path)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "error: Config file 'nope.yaml' does not exist, and it is not a built-in config (" in result.stderr
+
+
+@pytest.mark.parametrize("config", ["paper/countdown_qwen3_0.6b.yaml", "paper/math_deepscaler_qwen3_0.6b.yaml"])
+def test_the_commented_vllm_variant_of_each_paper_config_parses_uncommented(config, tmp_path):
+    lines = (BUILTIN_CONFIGS / config).read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.strip() == "# engine: vllm")
+    variant = [line.replace("# ", "", 1) if start <= i < start + 4 else line for i, line in enumerate(lines)]
+    (tmp_path / "vllm.yaml").write_text("\n".join(variant) + "\n")
+    result = cli_in_process("fit", "--config", str(tmp_path / "vllm.yaml"), "--print_config")
+    assert result.returncode == 0, result.stderr[-2000:]
+    printed = yaml.safe_load(result.stdout)["model"]["rollout"]
+    assert printed["engine"] == "vllm" and printed["vllm"]["sleep_mode"] is True
+    assert printed["vllm"]["gpu_memory_utilization"] == 0.3

@@ -6,7 +6,15 @@ import sys
 import pytest
 import torch
 from conftest import TESTS, subprocess_env
-from learner_probe import GROUPS, K, fixed_rollouts, probe_policy, surrogate
+from learner_probe import (
+    GROUPS,
+    K,
+    behaviour_offset,
+    fixed_rollouts,
+    probe_policy,
+    surrogate,
+    with_behaviour,
+)
 from torch import nn
 
 
@@ -77,3 +85,30 @@ def test_token_mean_over_two_ranks_equals_one_process_on_the_union(single, tmp_p
     biased = gradient(mean_of_rank_means)
     gap = sum((two_ranks[n] + biased[n]).abs().sum() for n in biased) / sum(biased[n].abs().sum() for n in biased)
     assert gap > 0.05
+
+
+@pytest.mark.parametrize("mode", ["tis", "mask", "none"])
+def test_rollout_correction_weights_each_token_by_its_hand_computed_importance_ratio(mode, tmp_path):
+    probe = run_probe(tmp_path, mode, f"--correction={mode}")
+    rollout, advantages = fixed_rollouts()
+    ratio = torch.exp(-behaviour_offset(rollout))  # pi_old / pi_behaviour per completion token, [B, T]
+    hand = {"tis": torch.clamp(ratio, max=2.0), "mask": ((ratio >= 0.5) & (ratio <= 2.0)).float()}.get(mode)
+    weights = None if hand is None else torch.cat([torch.zeros(rollout.prompt_ids.shape), hand], dim=1)  # [B, P+T]
+    expected = gradient(lambda policy: surrogate(policy, with_behaviour(policy, rollout), advantages, weights))
+    unweighted = gradient(lambda policy: surrogate(policy, rollout, advantages))
+    step = step_of(probe)
+    for name, grad in expected.items():
+        torch.testing.assert_close(step[name], -grad, rtol=1e-4, atol=1e-7)
+    moved = sum((expected[n] - unweighted[n]).abs().sum() for n in expected)
+    assert (moved > 1e-3 * sum(g.abs().sum() for g in unweighted.values())) == (mode != "none")
+    scored = rollout.completion_mask.bool()
+    diff, ratio = behaviour_offset(rollout)[scored].abs(), ratio[scored]
+    hand_metrics = {
+        "rollout/logprob_abs_diff": diff.mean(),
+        "rollout/logprob_abs_diff_max": diff.max(),
+        "rollout/is_ratio": ratio.mean(),
+        "rollout/is_ratio_min": ratio.min(),
+        "rollout/is_ratio_max": ratio.max(),
+    }
+    for tag, value in hand_metrics.items():
+        assert probe["metrics"][tag] == pytest.approx(float(value), rel=1e-4), tag

