@@ -102,7 +102,8 @@ class AdapterFolders:
     """Writes the current LoRA adapter to a fresh folder per version (tmpfs when there is one) and cleans up."""
 
     def __init__(self, root: str | None) -> None:
-        base = root or ("/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None)
+        self.on_tmpfs = root is None and os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK)
+        base = root or ("/dev/shm" if self.on_tmpfs else None)
         if base is not None:
             Path(base).mkdir(parents=True, exist_ok=True)
         self.root = Path(tempfile.mkdtemp(prefix="insight_lightning_adapter_", dir=base))
@@ -111,7 +112,20 @@ class AdapterFolders:
     def write(self, model: nn.Module, version: int) -> Path:
         """Save the PeftModel's adapter as version `version`; the previous version's folder is removed."""
         folder = self.root / f"v{version}"
-        model.save_pretrained(str(folder))
+        try:
+            model.save_pretrained(str(folder))
+        except OSError:
+            if not self.on_tmpfs:
+                raise
+            # a small /dev/shm (containers often have 64 MB): the system's temporary folder on disk instead
+            shutil.rmtree(self.root, ignore_errors=True)
+            self.root, self.on_tmpfs, self.current = (
+                Path(tempfile.mkdtemp(prefix="insight_lightning_adapter_")),
+                False,
+                None,
+            )
+            folder = self.root / f"v{version}"
+            model.save_pretrained(str(folder))
         if self.current is not None and self.current != folder:
             shutil.rmtree(self.current, ignore_errors=True)
         self.current = folder

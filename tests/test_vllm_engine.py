@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -227,6 +228,7 @@ def vllm_server(tmp_path_factory):
     server.terminate()
     server.wait(timeout=60)
     log.close()
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 @needs_vllm
@@ -273,3 +275,24 @@ def test_colocated_greedy_equals_hf_on_smollm2_with_its_chat_template_and_adapte
     policy.weights_updated()
     engine_after, hf_after = both()
     assert hf_after != hf and engine_after == hf_after
+
+
+def test_adapter_folders_fall_back_to_disk_when_dev_shm_is_full(tmp_path):
+    from insight_lightning.vllm_engine import AdapterFolders
+
+    class Adapter:  # save_pretrained of a PeftModel, with a full tmpfs
+        def save_pretrained(self, folder: str) -> None:
+            if folder.startswith("/dev/shm"):
+                raise OSError(28, "No space left on device")
+            Path(folder).mkdir(parents=True)
+            (Path(folder) / "adapter_model.safetensors").write_bytes(b"weights")
+
+    folders = AdapterFolders(None)
+    if not folders.on_tmpfs:
+        pytest.skip("no writable /dev/shm on this machine")
+    first = folders.write(Adapter(), 0)
+    assert not str(first).startswith("/dev/shm") and (first / "adapter_model.safetensors").is_file()
+    second = folders.write(Adapter(), 1)
+    assert second.is_dir() and not first.exists()  # the previous version is removed
+    folders.close()
+    assert not second.exists()
