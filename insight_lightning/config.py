@@ -101,9 +101,15 @@ class RolloutConfig(SamplingParams):
 
     def resolved_correction(self, configured: str) -> str:
         """grpo.rollout_correction with auto resolved: tis for the vLLM engines, none for hf."""
-        if configured != "auto":
-            return configured
-        return "none" if self.engine == "hf" else "tis"
+        if configured == "auto":
+            return "none" if self.engine == "hf" else "tis"
+        if configured != "none" and self.engine == "hf":
+            raise ValueError(
+                f"model.grpo.rollout_correction={configured} needs the rollout engine's log-probs, and the hf engine "
+                "samples with the trained model itself (nothing to correct): use rollout.engine vllm or vllm_server, "
+                "or set it to none"
+            )
+        return configured
 
 
 @dataclass

@@ -65,17 +65,15 @@ class CorrectionStats:
         return CorrectionStats(zero, zero, zero, inf, -inf, zero)
 
     def add(self, old_logp: Tensor, behaviour_logp: Tensor, ratio: Tensor, mask: Tensor) -> None:
-        # old_logp, behaviour_logp, ratio: [b, L] float; mask: [b, L] bool (scored tokens)
-        diff = (old_logp - behaviour_logp).abs()[mask].double()
-        ratio = ratio[mask].double()
-        if diff.numel() == 0:
-            return
-        self.abs_diff_sum = self.abs_diff_sum + diff.sum()
-        self.abs_diff_max = torch.maximum(self.abs_diff_max, diff.max())
-        self.ratio_sum = self.ratio_sum + ratio.sum()
-        self.ratio_min = torch.minimum(self.ratio_min, ratio.min())
-        self.ratio_max = torch.maximum(self.ratio_max, ratio.max())
-        self.tokens = self.tokens + diff.numel()
+        # old_logp, behaviour_logp, ratio: [b, L] float; mask: [b, L] bool (scored tokens). Masked reductions, not
+        # boolean indexing, so that no host sync is needed.
+        diff, ratio = (old_logp - behaviour_logp).abs().double(), ratio.double()
+        self.abs_diff_sum = self.abs_diff_sum + (diff * mask).sum()
+        self.abs_diff_max = torch.maximum(self.abs_diff_max, diff.masked_fill(~mask, 0.0).amax())
+        self.ratio_sum = self.ratio_sum + (ratio * mask).sum()
+        self.ratio_min = torch.minimum(self.ratio_min, ratio.masked_fill(~mask, math.inf).amin())
+        self.ratio_max = torch.maximum(self.ratio_max, ratio.masked_fill(~mask, -math.inf).amax())
+        self.tokens = self.tokens + mask.sum()
 
     def metrics(self) -> dict[str, Tensor]:
         tokens = self.tokens.clamp(min=1)

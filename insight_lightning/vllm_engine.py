@@ -11,6 +11,7 @@ vLLM is imported only when an engine is built: the project runs without it.
 
 from __future__ import annotations
 
+import abc
 import atexit
 import gc
 import json
@@ -27,6 +28,7 @@ from typing import Literal
 
 import torch
 from torch import Tensor, nn
+from torch.nn.utils.rnn import pad_sequence
 
 from insight_lightning.rollout import RolloutBatch, RolloutEngine, SamplingParams, completion_mask_from_eos
 
@@ -77,12 +79,13 @@ def completions_batch(
     """The engine's completions ([b * n] lists, prompt-major) in the layout of HF generate's RolloutBatch."""
     device = prompt_ids.device
     width = max(1, max(len(t) for t in token_ids))
-    completion = torch.full((len(token_ids), width), pad_id, dtype=torch.long)
-    behaviour = torch.zeros((len(token_ids), width), dtype=torch.float32) if logprobs is not None else None
-    for row, ids in enumerate(token_ids):  # one copy per sequence
-        completion[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
-        if behaviour is not None:
-            behaviour[row, : len(ids)] = torch.tensor(logprobs[row], dtype=torch.float32)
+
+    def padded(rows: list[list], dtype: torch.dtype, value: float) -> Tensor:  # [B, width], right-padded
+        out = pad_sequence([torch.tensor(r, dtype=dtype) for r in rows], batch_first=True, padding_value=value)
+        return torch.nn.functional.pad(out, (0, width - out.shape[1]), value=value)
+
+    completion = padded(token_ids, torch.long, pad_id)  # [B, T]
+    behaviour = padded(logprobs, torch.float32, 0.0) if logprobs is not None else None  # [B, T]
     lengths = torch.tensor([len(t) for t in token_ids])
     within = torch.arange(width)[None, :] < lengths[:, None]  # [B, T]: a completion may end without EOS (length cap)
     mask = completion_mask_from_eos(completion, torch.tensor(eos_ids)) * within  # up to and including the first EOS
@@ -135,10 +138,6 @@ class AdapterFolders:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-def is_peft(model: nn.Module) -> bool:
-    return hasattr(model, "peft_config")
-
-
 def vllm_sampling_params(params: SamplingParams, n: int, eos_ids: list[int], seed: int | None = None) -> dict:
     """Keyword arguments of vllm.SamplingParams (and of the server's completions request) for HF-engine parity."""
     greedy = params.temperature <= 0
@@ -154,7 +153,33 @@ def vllm_sampling_params(params: SamplingParams, n: int, eos_ids: list[int], see
     }
 
 
-class VLLMColocatedEngine(RolloutEngine):
+class SyncedEngine(RolloutEngine):
+    """An engine holding its own copy of the weights: it pushes the trainer's to it once per change, timed."""
+
+    version = 0  # bumped by weights_updated()
+    synced_version = -1  # the version the engine serves
+
+    def weights_updated(self) -> None:
+        """The trainer changed the weights: the next rollout syncs them first."""
+        self.version += 1
+
+    def sync(self, model: nn.Module) -> float:
+        """Hand the current weights to the engine if they changed since the last sync; returns the seconds it took."""
+        if self.synced_version == self.version:
+            return 0.0
+        started = time.perf_counter()
+        self.push_weights(model)
+        self.synced_version = self.version
+        seconds = time.perf_counter() - started
+        self.sync_seconds += seconds
+        return seconds
+
+    @abc.abstractmethod
+    def push_weights(self, model: nn.Module) -> None:
+        """Make the engine serve the model's current weights (as version self.version)."""
+
+
+class VLLMColocatedEngine(SyncedEngine):
     """A vllm.LLM in this process, on this process's device, loading the same base model as the trainer.
 
     Args:
@@ -184,9 +209,6 @@ class VLLMColocatedEngine(RolloutEngine):
         self.pad_token_id = pad_token_id
         self.lora_rank = lora_rank
         self.seed = seed
-        self.version = 0  # bumped by weights_updated(); the engine serves synced_version
-        self.synced_version = -1
-        self.sync_seconds = 0.0
         self.lora_request = None
         self.sleeping = False
         on_cuda = device is not None and device.type == "cuda"
@@ -221,10 +243,6 @@ class VLLMColocatedEngine(RolloutEngine):
             kwargs.update(enable_lora=True, max_lora_rank=lora_rank, max_loras=1)
         self.llm = LLM(**kwargs)
 
-    def weights_updated(self) -> None:
-        """The trainer changed the weights: the next rollout syncs them first."""
-        self.version += 1
-
     def close(self) -> None:
         """Free the engine and remove its folders (adapters, a base saved for it); it cannot generate afterwards."""
         self.llm = None
@@ -234,11 +252,7 @@ class VLLMColocatedEngine(RolloutEngine):
         if self.owned_folder is not None:
             shutil.rmtree(self.owned_folder, ignore_errors=True)
 
-    def sync(self, model: nn.Module) -> float:
-        """Hand the current weights to the engine if they changed since the last sync; returns the seconds it took."""
-        if self.synced_version == self.version:
-            return 0.0
-        started = time.perf_counter()
+    def push_weights(self, model: nn.Module) -> None:
         if self.lora_rank is not None:
             from vllm.lora.request import LoRARequest
 
@@ -256,10 +270,6 @@ class VLLMColocatedEngine(RolloutEngine):
             reload = {"weights_iterator": weights, "is_checkpoint_format": True}
             self.llm.collective_rpc("reload_weights", kwargs=reload)
             self.llm.reset_prefix_cache()  # cached KV blocks were computed with the old weights
-        self.synced_version = self.version
-        seconds = time.perf_counter() - started
-        self.sync_seconds += seconds
-        return seconds
 
     @torch.no_grad()
     def generate(
@@ -288,7 +298,7 @@ class VLLMColocatedEngine(RolloutEngine):
         return completions_batch(prompt_ids, prompt_mask, n, token_ids, logprobs, self.eos_token_ids, self.pad_token_id)
 
 
-class VLLMServerEngine(RolloutEngine):
+class VLLMServerEngine(SyncedEngine):
     """A client of a vLLM OpenAI-compatible server: token-id prompts in, n completions with log-probs out.
 
     The server must load the same base model, be started with --enable-lora --max-lora-rank R and
@@ -306,9 +316,6 @@ class VLLMServerEngine(RolloutEngine):
         self.pad_token_id = pad_token_id
         self.adapters = AdapterFolders(settings.adapter_dir)
         atexit.register(self.adapters.close)
-        self.version = 0
-        self.synced_version = -1
-        self.sync_seconds = 0.0
         self.served: str | None = None
         self.instance = f"policy-{uuid.uuid4().hex[:8]}"
         models = self._request("GET", "/v1/models")
@@ -338,24 +345,14 @@ class VLLMServerEngine(RolloutEngine):
         except json.JSONDecodeError:
             return {}
 
-    def weights_updated(self) -> None:
-        self.version += 1
-
-    def sync(self, model: nn.Module) -> float:
+    def push_weights(self, model: nn.Module) -> None:
         """Load the current adapter into the server under a new name (and unload the previous one)."""
-        if self.synced_version == self.version:
-            return 0.0
-        started = time.perf_counter()
         folder = self.adapters.write(model, self.version)
         name = f"{self.instance}-v{self.version}"  # unique per engine: ranks share one server
         self._request("POST", "/v1/load_lora_adapter", {"lora_name": name, "lora_path": str(folder)})
         if self.served is not None:
             self._request("POST", "/v1/unload_lora_adapter", {"lora_name": self.served})
         self.served = name
-        self.synced_version = self.version
-        seconds = time.perf_counter() - started
-        self.sync_seconds += seconds
-        return seconds
 
     def generate(
         self, model: nn.Module, prompt_ids: Tensor, prompt_mask: Tensor, params: SamplingParams, n: int = 1

