@@ -98,13 +98,23 @@ class InsightCLI(LightningCLI):
         parser.link_arguments("data.task", "model.task", apply_on="instantiate")
         parser.link_arguments("model.grpo.group_size", "data.group_size")
 
+    def parse_arguments(self, parser, args) -> None:
+        super().parse_arguments(parser, args)
+        self.typed_args = sys.argv[1:] if args is None else args
+
     def _parse_ckpt_path(self) -> None:
-        """Lightning's read of --ckpt_path for its hyperparameters, after a check that names an unreadable file."""
+        """The checkpoint's saved model settings under the config file and the command line, which win."""
         # Lightning torch.loads the checkpoint here, before any trainer exists: a corrupt one would be a traceback
         subcommand = self.config.get("subcommand")
-        if subcommand and self.config[subcommand].get("ckpt_path"):
-            check_readable(self.config[subcommand].ckpt_path, weights_only=True)
+        if not subcommand or not self.config[subcommand].get("ckpt_path"):
+            return
+        check_readable(self.config[subcommand].ckpt_path, weights_only=True)
         super()._parse_ckpt_path()
+        # Lightning lays the saved settings over everything typed, so `validate --ckpt_path X
+        # --model.rollout.engine=vllm` would silently run the checkpoint's engine: parse what was typed again on top.
+        if isinstance(self.typed_args, list):
+            typed = self.parser.parse_args(self.typed_args, defaults=False)  # only what the file and flags set
+            self.config = self.parser.merge_config(typed, self.config)
 
     def instantiate_trainer(self, **kwargs):
         """The trainer, with atomic checkpoint saves and one-sentence errors for checkpoints that cannot be read."""

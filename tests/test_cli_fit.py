@@ -212,6 +212,21 @@ def test_validate_and_test_subcommands_score_a_checkpoint(tiny_fit_args, tmp_pat
     assert "test/accuracy" in tested.trainer.callback_metrics and "test/reward" in tested.trainer.callback_metrics
 
 
+def test_settings_typed_with_ckpt_path_win_over_the_checkpoints_and_untyped_ones_come_from_it(tiny_fit_args, tmp_path):
+    main(tiny_fit_args(2, "--model.validation.top_p=0.9"))  # a setting the config file does not set
+    checkpoint = str(tmp_path / "ckpt" / "last.ckpt")
+    # Lightning lays a checkpoint's saved settings over the command line; here what is typed must win
+    typed = ["--model.validation.greedy=false", "--model.validation.samples_per_problem=2"]
+    validate = main(["validate", *tiny_fit_args(2, *typed)[1:], "--ckpt_path", checkpoint])
+    settings = validate.model.validation
+    assert settings.greedy is False and settings.samples_per_problem == 2
+    assert (
+        "val/accuracy_greedy" not in validate.trainer.callback_metrics
+        and "val/accuracy" in validate.trainer.callback_metrics
+    )
+    assert settings.top_p == 0.9  # not typed: the checkpoint's own value, not the default 0.95
+
+
 def test_epoch_refresh_trains_through_the_cli_and_visits_a_pass_without_repeats(tiny_fit_args, tmp_path):
     cli = main(
         tiny_fit_args(
