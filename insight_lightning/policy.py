@@ -160,6 +160,11 @@ def build_engine(
         return HFGenerateEngine(eos, pad, cache=rollout.cache)
     lora_rank = config.lora.r if config.lora is not None else None
     if rollout.engine == "vllm_server":
+        if rollout.vllm.lora_sync == "merged":
+            raise ValueError(
+                "rollout.vllm.lora_sync=merged folds the adapter into the colocated engine's weights; a vLLM server "
+                "keeps its own: use lora_sync=adapter with rollout.engine=vllm_server"
+            )
         if lora_rank is None:
             raise ValueError(
                 "rollout.engine=vllm_server syncs LoRA adapters only; full fine-tuning (policy.lora: null) needs "

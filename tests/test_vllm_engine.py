@@ -177,13 +177,34 @@ def test_full_weight_sync_loads_the_updated_weights_in_place():
 
 
 @needs_vllm
-def test_three_step_fit_with_the_colocated_engine_logs_the_correction_and_sync(tiny_fit_args, tmp_path):
+def test_merged_lora_sync_serves_base_plus_adapter_without_lora_kernels():
+    policy = build_tiny("vllm", LoraSettings(r=8, alpha=16), lora_sync="merged")
+    assert policy.engine.lora_request is None and policy.engine.llm.llm_engine.vllm_config.lora_config is None
+    base = [p.detach().clone() for n, p in policy.model.named_parameters() if "lora_" not in n]
+    after = assert_engine_follows_an_update(policy, "lora_B", 0.3, seed=1)
+    assert assert_engine_follows_an_update(policy, "lora_B", 0.3, seed=2) != after  # each sync folds the new adapter
+    # the trainer's own base weights were never merged into (only the engine's copy holds base + adapter)
+    assert all(
+        torch.equal(a, p) for a, p in zip(base, [p for n, p in policy.model.named_parameters() if "lora_" not in n])
+    )
+    torch.manual_seed(0)
+    batch = policy.engine.generate(policy.model, *encode(policy), SamplingParams(max_new_tokens=12, temperature=0.8), 4)
+    with torch.no_grad():
+        trainer, _ = policy.logprobs(batch.input_ids, batch.attention_mask, batch.scored_mask, 0.8)
+    diff = (trainer - batch.behaviour_logprobs_full)[batch.scored_mask.bool()].abs()
+    assert diff.max() < 1e-3, diff.max()  # W + BA folded in float32: the same distribution as the trainer's
+
+
+@needs_vllm
+@pytest.mark.parametrize("lora_sync", ["adapter", "merged"])
+def test_three_step_fit_with_the_colocated_engine_logs_the_correction_and_sync(tiny_fit_args, tmp_path, lora_sync):
     from test_cli_fit import SIGNAL, events
 
     from insight_lightning.cli import main
 
     # no warm-start: the stage that runs this has no warm-start cache, and the untrained base exercises the same path
     vllm = ["--model.rollout.engine=vllm", "--model.rollout.vllm.kv_cache_gib=1", "--model.warm_start=null"]
+    vllm.append(f"--model.rollout.vllm.lora_sync={lora_sync}")
     cli = main(tiny_fit_args(3, *SIGNAL, *vllm))
     assert cli.trainer.global_step == 3
     tags = set(events(tmp_path / "runs").Tags()["scalars"])
@@ -191,6 +212,74 @@ def test_three_step_fit_with_the_colocated_engine_logs_the_correction_and_sync(t
     assert new <= tags, new - tags
     diffs = [e.value for e in events(tmp_path / "runs").Scalars("rollout/logprob_abs_diff_max")]
     assert len(diffs) == 3 and max(diffs) < 1e-2
+
+
+def lora_b_zeroed_greedy(policy) -> list[list[int]]:
+    """HF's greedy decode with every lora_B set to 0 (the fresh, identity adapter); the weights are restored."""
+    lora_b = [p for n, p in policy.model.named_parameters() if "lora_B" in n]
+    saved = [p.detach().clone() for p in lora_b]
+    with torch.no_grad():
+        for p in lora_b:
+            p.zero_()
+        fresh = hf_greedy(policy)
+        for p, value in zip(lora_b, saved):
+            p.copy_(value)
+    return fresh
+
+
+@needs_vllm
+def test_validate_with_the_colocated_engine_serves_the_checkpoints_adapter(tiny_fit_args, tmp_path):
+    from insight_lightning.cli import main
+
+    no_warm = ["--model.warm_start=null"]
+    main(tiny_fit_args(2, *no_warm))
+    checkpoint = tmp_path / "ckpt" / "last.ckpt"
+    # An adapter far from the fresh one, whatever the two steps learned: a stale engine would decode differently.
+    state = torch.load(checkpoint, weights_only=False)
+    lora_b = [name for name in state["state_dict"] if "lora_B" in name]
+    assert lora_b
+    g = torch.Generator().manual_seed(0)
+    for name in lora_b:
+        state["state_dict"][name] += 0.3 * torch.randn(state["state_dict"][name].shape, generator=g)
+    torch.save(state, checkpoint)
+    vllm = ["--model.rollout.engine=vllm", "--model.rollout.vllm.kv_cache_gib=1"]
+    hf = main(["validate", *tiny_fit_args(2, *no_warm)[1:], "--ckpt_path", str(checkpoint)])
+    served = main(["validate", *tiny_fit_args(2, *no_warm, *vllm)[1:], "--ckpt_path", str(checkpoint)])
+    policy = served.model.policy
+    assert policy.engine.synced_version == policy.engine.version  # synced after the checkpoint load
+    loaded = hf_greedy(policy)
+    assert loaded != lora_b_zeroed_greedy(policy)  # the checkpoint's adapter changes the decode ...
+    assert engine_greedy(policy) == loaded  # ... and vLLM served exactly that adapter during validate
+    for key in ("val/accuracy_greedy", "val/reward"):
+        assert key in served.trainer.callback_metrics, key
+    greedy = "val/accuracy_greedy"
+    assert served.trainer.callback_metrics[greedy].item() == hf.trainer.callback_metrics[greedy].item()
+
+
+@needs_vllm
+def test_a_race_runs_every_sampler_through_the_colocated_engine(tmp_path):
+    import json
+
+    from conftest import ROOT, subprocess_env
+
+    args = ["--out", str(tmp_path), "--jobs", "1", "--samplers", "uniform", "insight", "--seeds", "1", "--steps", "2"]
+    args += ["--prompts-per-step", "4", "--group-size", "4", "--eval-every", "2", "--eval-problems", "8"]
+    args += ["--eval-samples", "1", "--warm-start-steps", "30", "--max-new-tokens", "16", "--regimes", "main"]
+    args += ["--", "--model.rollout.engine=vllm", "--model.rollout.vllm.kv_cache_gib=1"]
+    command = [sys.executable, "-m", "insight_lightning.race", *args]
+    result = subprocess.run(command, cwd=ROOT, env=subprocess_env(), capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    for sampler in ("uniform", "insight"):
+        record = json.loads((tmp_path / "results" / f"main__{sampler}__seed0.json").read_text())
+        assert [step for step, _ in record["accuracy"]] == [0, 2] and record["rollouts"] == 2 * 4 * 4
+    runs = list((tmp_path / "runs").glob("main__*/version_0/events.*"))
+    assert len(runs) == 2
+    for run in runs:  # each run rolled out through vLLM: the weight sync and the correction were logged
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+        events = EventAccumulator(str(run.parent))
+        events.Reload()
+        assert {"time/weight_sync_s", "rollout/is_ratio"} <= set(events.Tags()["scalars"])
 
 
 def server_errors(log_file: str) -> str:
@@ -297,6 +386,11 @@ def test_adapter_folders_fall_back_to_disk_when_dev_shm_is_full(tmp_path):
     assert second.is_dir() and not first.exists()  # the previous version is removed
     folders.close()
     assert not second.exists()
+
+
+def test_merged_lora_sync_with_a_server_is_one_clear_error():
+    with pytest.raises(ValueError, match="lora_sync=merged folds the adapter into the colocated engine's weights"):
+        build_tiny("vllm_server", LoraSettings(r=8, alpha=16), lora_sync="merged")
 
 
 def test_a_correction_asked_of_the_hf_engine_is_one_clear_error():
