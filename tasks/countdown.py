@@ -59,7 +59,27 @@ FEW_SHOT = [
 """The few_shot template's four exchanges, one per operator: with one_shot's single division SmolLM2-135M mostly
 divides (1.2% of its sampled answers correct on two-number problems up to 20), with these 21.5%
 (benchmarks/countdown_prompts.py)."""
-Template = Literal["tinyzero", "chat", "one_shot", "few_shot", "compact"]
+SHORT_INSTRUCTION = "Numbers {nums}, target {target}."
+"""The later problems of the few_shot_short template: the first exchange has already stated the rules."""
+
+
+def short_exchange(nums: list[int], target: int, expression: str) -> list[dict]:
+    """A solved problem in the short form: only the numbers and the target, then the answer."""
+    return [
+        {"role": "user", "content": SHORT_INSTRUCTION.format(nums=nums, target=target)},
+        {"role": "assistant", "content": f"{expression} = {target}. {ANSWER_OPEN}{expression}{ANSWER_CLOSE}"},
+    ]
+
+
+FEW_SHOT_SHORT = [
+    *worked_exchange([8, 2], 4, "8 / 2"),
+    *short_exchange([3, 5], 8, "3 + 5"),
+    *short_exchange([4, 6], 24, "4 * 6"),
+    *short_exchange([9, 2], 7, "9 - 2"),
+]
+"""few_shot's four exchanges with the rules stated once: 235 prompt tokens instead of 350 for SmolLM2, so an update
+costs about a third less, at the same validation accuracy before RL (README, "Train a real model offline on CPU")."""
+Template = Literal["tinyzero", "chat", "one_shot", "few_shot", "few_shot_short", "compact"]
 TEMPLATES: tuple[str, ...] = get_args(Template)
 
 
@@ -105,7 +125,8 @@ class CountdownTask(FileOrGeneratedSplits):
         test_file: Same for testing; if equal to train_file, the test rows follow the first train_size rows.
         template: Prompt style: "tinyzero" (base-model text), "chat" (one user message), "one_shot" (chat with one
             worked example first: small instruct models follow its <answer> format), "few_shot" (four worked
-            examples, one per operator: small models stop copying the one example's operator) or "compact" (tiny
+            examples, one per operator: small models stop copying the one example's operator), "few_shot_short"
+            (the same examples with the rules stated only in the first: a third fewer tokens) or "compact" (tiny
             models).
         format_score: Reward for a well-formed but wrong answer (in [0, 1)).
     """
@@ -164,6 +185,8 @@ class CountdownTask(FileOrGeneratedSplits):
         if self.template in ("one_shot", "few_shot"):
             shots = ONE_SHOT if self.template == "one_shot" else FEW_SHOT
             return [*shots, {"role": "user", "content": ONE_SHOT_INSTRUCTION.format(nums=nums, target=target)}]
+        if self.template == "few_shot_short":
+            return [*FEW_SHOT_SHORT, {"role": "user", "content": SHORT_INSTRUCTION.format(nums=nums, target=target)}]
         instruction = INSTRUCTION.format(nums=nums, target=target)
         if self.template == "chat":
             return [{"role": "user", "content": instruction}]

@@ -180,7 +180,8 @@ def test_sampler_options_follow_its_class_name_and_a_short_name_with_options_is_
         ),
         (
             "--data.task.init_args.template=compakt",
-            "error: data.task.init_args.template: 'compakt' is not one of tinyzero, chat, one_shot, few_shot, compact.",
+            "error: data.task.init_args.template: 'compakt' is not one of tinyzero, chat, one_shot, few_shot,"
+            " few_shot_short, compact.",
         ),
         ("--data.refresh=pass", "error: data.refresh: 'pass' is not one of step, epoch."),
     ],

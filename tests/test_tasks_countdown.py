@@ -261,7 +261,12 @@ def test_prompt_templates():
         assert CountdownTask().score(answer["content"], {"nums": nums, "target": target}).correct, answer
         operators |= set(answer["content"].split("<answer>")[1]) & set("+-*/")
     assert operators == set("+-*/")  # one example per operator, so no single operator is the one copied
-    with pytest.raises(ValueError, match="tinyzero, chat, one_shot, few_shot, compact"):
+    *short_shots, short_question = CountdownTask(template="few_shot_short").prompt(example)
+    # The same four solved examples; only the first states the rules, the rest (and the problem) are short.
+    assert [m["content"] for m in short_shots[1::2]] == [m["content"] for m in shots[1::2]]
+    assert short_shots[0] == shots[0] and all("equals" not in m["content"] for m in short_shots[2::2])
+    assert short_question == {"role": "user", "content": "Numbers [50, 25, 3, 7], target 82."}
+    with pytest.raises(ValueError, match="tinyzero, chat, one_shot, few_shot, few_shot_short, compact"):
         CountdownTask(template="fancy")
 
 
