@@ -6,6 +6,7 @@ Framework-free: a sampler is tensors in, prompt ids out. Nothing here imports Li
 from samplers.base import Choice, Sampler
 from samplers.difficulty import ExpectedDifficultySampler, InverseEvidenceSampler
 from samplers.dynamic_sampling import DynamicSamplingSampler
+from samplers.informative import InformativeGroupSampler, mixed_group_probability
 from samplers.insight import InSightSampler, mutual_information, wmi_score
 from samplers.mopps import MoPPSSampler
 from samplers.posterior import BetaPosterior
@@ -21,8 +22,10 @@ __all__ = [
     "DynamicSamplingSampler",
     "ExpectedDifficultySampler",
     "InSightSampler",
+    "InformativeGroupSampler",
     "InverseEvidenceSampler",
     "MoPPSSampler",
+    "mixed_group_probability",
     "mutual_information",
     "Choice",
     "Outcomes",

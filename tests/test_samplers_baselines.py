@@ -5,6 +5,7 @@ import torch
 
 from samplers import BetaPosterior, Outcomes, PromptSelector, build_sampler
 from samplers.base import top_k_first_wins
+from samplers.informative import mixed_group_probability
 from samplers.randomness import derive_generator, sample_beta
 
 
@@ -85,7 +86,8 @@ def test_dynamic_sampling_keeps_uniform_candidates_and_flags_informative_groups(
 
 
 @pytest.mark.parametrize(
-    "name", ["uniform", "insight", "mopps", "expected_difficulty", "inverse_evidence", "dynamic_sampling"]
+    "name",
+    ["uniform", "insight", "mopps", "expected_difficulty", "inverse_evidence", "dynamic_sampling", "informative_group"],
 )
 def test_every_sampler_resumes_its_selections_exactly(name):
     def run(steps, state=None, first_step=0):
@@ -104,3 +106,32 @@ def test_every_sampler_resumes_its_selections_exactly(name):
     resumed, resumed_picks = run(4, state=half.state_dict(), first_step=4)
     assert all(torch.equal(a, b) for a, b in zip(full_picks[4:], resumed_picks))
     assert torch.equal(full.posterior.alpha, resumed.posterior.alpha)
+
+
+@pytest.mark.parametrize("k", [2, 8, 32])
+def test_mixed_group_probability_is_the_beta_binomial_mass_strictly_between_0_and_k(k):
+    alpha = torch.tensor([1.0, 3.0, 0.5, 40.0, 2.0, 1e-3], dtype=torch.float64)
+    beta = torch.tensor([1.0, 3.0, 7.0, 2.0, 900.0, 1e-3], dtype=torch.float64)
+    # The explicit pmf C(K, s) B(a+s, b+K-s) / B(a, b), summed over s = 1..K-1 (an independent formula).
+    s = torch.arange(1, k, dtype=torch.float64).unsqueeze(-1)  # [K-1, 1]
+    log_choose = (
+        torch.lgamma(torch.tensor(k + 1.0, dtype=torch.float64)) - torch.lgamma(s + 1) - torch.lgamma(k - s + 1)
+    )
+
+    def log_b(x, y):
+        return torch.lgamma(x) + torch.lgamma(y) - torch.lgamma(x + y)
+
+    explicit = torch.exp(log_choose + log_b(alpha + s, beta + k - s) - log_b(alpha, beta)).sum(0)
+    assert torch.allclose(mixed_group_probability(alpha, beta, k), explicit, rtol=1e-9, atol=1e-12)
+    # A uniform belief makes every count equally likely: K - 1 of the K + 1 counts are mixed.
+    assert mixed_group_probability(torch.tensor(1.0), torch.tensor(1.0), k).item() == pytest.approx((k - 1) / (k + 1))
+
+
+def test_informative_group_prefers_prompts_likely_to_give_a_mixed_group():
+    post = BetaPosterior(4)
+    # 0: solved 20/20 times, 1: never in 20, 2: 10 of 20, 3: unseen (wide belief: likely all-0 or all-1)
+    post.update(torch.arange(3), torch.tensor([20, 0, 10]), torch.full((3,), 20))
+    picks = build_sampler("informative_group").select(torch.arange(4), post, 2, torch.Generator().manual_seed(0))
+    assert picks.tolist() == [2, 3]
+    with pytest.raises(ValueError, match="at least 2 rollouts"):
+        build_sampler("informative_group", k=1)
