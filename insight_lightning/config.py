@@ -148,6 +148,9 @@ class ValidationConfig:
     """Score the validation split before the first RL step (needs trainer.num_sanity_val_steps: -1)."""
     at_end: bool = True
     """Score it again after the last step (trainer.max_steps)."""
+    seed: int | None = None
+    """Seed of validation sampling, mixed with the step: runs with one seed sample their evaluations alike, whatever
+    they trained on (paired comparisons; hf engine). null: validation continues the training RNG's state."""
 
 
 @dataclass

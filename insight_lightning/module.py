@@ -39,6 +39,7 @@ from insight_lightning.warmstart import WarmStartConfig, WarmStartResult, shared
 from tasks import Task
 
 log = logging.getLogger(__name__)
+VALIDATION_SEED_STRIDE = 1_000_003  # validation.seed * stride + step: distinct streams for steps below a million
 
 
 class GRPOModule(L.LightningModule):
@@ -78,6 +79,11 @@ class GRPOModule(L.LightningModule):
         self.task = task
         check_model_settings(self.policy_config, self.grpo)
         check_sampling_settings(self.rollout)
+        if self.validation.seed is not None and self.rollout.engine != "hf":
+            raise ValueError(
+                f"model.validation.seed seeds the hf engine's sampling; rollout.engine={self.rollout.engine} samples "
+                "with vLLM's own generator, so the seed would silently not pair evaluations: leave it null"
+            )
         self.automatic_optimization = False
         self.strict_loading = False  # checkpoints hold only the trained weights, not the frozen base
         self.save_hyperparameters(ignore=["task"])
@@ -199,6 +205,9 @@ class GRPOModule(L.LightningModule):
     def on_validation_epoch_start(self) -> None:
         # Validation samples from its own copy of the RNG, so that it never changes the training trajectory.
         self._val_rng = capture_rng_state()
+        if self.validation.seed is not None:
+            # a fixed stream per (seed, step): two samplers' runs evaluate a step with the same sampling noise
+            torch.manual_seed(self.validation.seed * VALIDATION_SEED_STRIDE + self.global_step)
         splits = len(self.trainer.datamodule.val_splits) if self.trainer.datamodule is not None else 1
         self._val_totals = [SplitTotals() for _ in range(splits)]
 
