@@ -78,7 +78,7 @@ def test_a_miniature_race_runs_resumes_and_reports(tmp_path):
         "2",
         "--samplers",
         "uniform",
-        "insight",
+        "insight:score=mi",  # a variant: InSightSampler with an option, as the ablations run
         "--seeds",
         "2",
         "--steps",
@@ -104,18 +104,22 @@ def test_a_miniature_race_runs_resumes_and_reports(tmp_path):
     first = subprocess.run(command, cwd=ROOT, env=subprocess_env(), capture_output=True, text=True, timeout=900)
     assert first.returncode == 0, first.stderr[-3000:]
     results = sorted((tmp_path / "results").glob("*.json"))
-    assert [p.stem for p in results] == [f"main__{s}__seed{k}" for s in ("insight", "uniform") for k in (0, 1)]
+    assert [p.stem for p in results] == [f"main__{s}__seed{k}" for s in ("insight-score-mi", "uniform") for k in (0, 1)]
     record = json.loads(results[0].read_text())
     assert [step for step, _ in record["accuracy"]] == [0, 2] and record["rollouts"] == 2 * 4 * 4
     assert 0 < record["frac_unseen"] <= 1  # read from the run's selection/frac_unseen
     assert "| uniform | 2 |" in (tmp_path / "race.md").read_text()
+    (paired,) = json.loads((tmp_path / "race.json").read_text())["paired"]["main"]
+    assert paired["sampler"] == "insight:score=mi" and paired["seeds"] == 2
+    config = (tmp_path / "runs" / "main__insight-score-mi__seed0" / "version_0" / "config.yaml").read_text()
+    assert "class_path: samplers.InSightSampler" in config and "score: mi" in config
     csv_rows = (tmp_path / "race.csv").read_text().splitlines()
     assert csv_rows[0] == "regime,sampler,seed,step,val_accuracy" and len(csv_rows) == 1 + 4 * 2
     assert (tmp_path / "race_main.png").stat().st_size > 1000
     assert len(list((tmp_path / "runs").glob("main__*/version_0/events.*"))) == 4
     # every run starts from the one shared warm-start: the same accuracy before RL for the same seed
     before = {p.stem: json.loads(p.read_text())["accuracy"][0][1] for p in results}
-    assert before["main__insight__seed0"] == before["main__uniform__seed0"]
+    assert before["main__insight-score-mi__seed0"] == before["main__uniform__seed0"]
     again = subprocess.run(command, cwd=ROOT, env=subprocess_env(), capture_output=True, text=True, timeout=300)
     assert again.returncode == 0 and "resuming: 4 runs already finished" in again.stdout
     # an interrupted run (no result yet, a partial events file left behind) is rerun from a clean log folder
@@ -130,3 +134,35 @@ def test_a_miniature_race_runs_resumes_and_reports(tmp_path):
     assert [step for step, _ in rerun_record["accuracy"]] == [0, 2]
     other = subprocess.run([*command, "--seeds", "3"], cwd=ROOT, env=subprocess_env(), capture_output=True, text=True)
     assert other.returncode != 0 and "holds a race with other settings" in other.stderr
+
+
+def test_paired_differences_bootstrap_and_power():
+    from insight_lightning.race.paired import detectable_difference, paired_summary, seeds_needed
+
+    def run(sampler, seed, final, rollouts=100):
+        return {
+            "regime": "main",
+            "sampler": sampler,
+            "seed": seed,
+            "accuracy": [(0, 0.1), (10, final)],
+            "rollouts": rollouts,
+        }
+
+    offsets = [0.0, 0.1, -0.05, 0.2]  # a large seed-to-seed spread that both samplers share
+    runs = [run("uniform", k, 0.3 + o) for k, o in enumerate(offsets)]
+    runs += [run("better", k, 0.35 + o + 0.01 * k, rollouts=200) for k, o in enumerate(offsets)]
+    runs += [run("lonely", 9, 0.9)]  # no uniform run of seed 9: nothing to pair with
+    (row,) = paired_summary(runs)["main"]
+    assert row["sampler"] == "better" and row["seeds"] == 4
+    mean, half = row["final_diff"]
+    diffs = [0.05, 0.06, 0.07, 0.08]
+    sd = (sum((d - 0.065) ** 2 for d in diffs) / 3) ** 0.5
+    assert mean == pytest.approx(0.065) and half == pytest.approx(3.182 * sd / 2)  # the spread of pairs, not seeds
+    assert row["auc_diff"][0] == pytest.approx(0.065 / 2)  # trapezoid from the shared start: half the gain
+    # better reaches uniform's best at the first evaluation, as uniform does: 1x per step, 0.5x per rollout (2x cost)
+    assert row["speed_up"] == 1.0 and row["speed_up_interval"] == (1.0, 1.0) and row["speed_up_per_rollout"] == 0.5
+    # (t_0.975,9 + t_0.80,9) / sqrt(10) for sd 1; the seeds needed are the first n whose detectable size fits
+    assert detectable_difference(1.0, 10) == pytest.approx((2.262 + 0.883) / 10**0.5)
+    n = seeds_needed(1.0, 0.5)
+    assert detectable_difference(1.0, n) <= 0.5 < detectable_difference(1.0, n - 1)
+    assert seeds_needed(1.0, 0.0) is None

@@ -7,9 +7,20 @@ import time
 from dataclasses import fields, replace
 from pathlib import Path
 
-from insight_lightning.race.plan import ALL_SAMPLERS, QUICK, RaceSettings
+from insight_lightning.race.plan import ALL_SAMPLERS, INSIGHT_ABLATIONS, QUICK, RaceSettings, parse_variant
 from insight_lightning.race.report import write_report
 from insight_lightning.race.runner import run_race
+
+
+def checked_variant(spec: str) -> str:
+    """argparse type of --samplers: 'all', a registered name or a variant; a bad one is one clear error."""
+    if spec == "all":
+        return spec
+    try:
+        parse_variant(spec)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return spec
 
 
 def parse_settings(argv: list[str] | None = None) -> tuple[RaceSettings, Path, int]:
@@ -22,7 +33,13 @@ def parse_settings(argv: list[str] | None = None) -> tuple[RaceSettings, Path, i
     parser.add_argument("--out", default="race", help="output folder (results, TensorBoard logs, report)")
     parser.add_argument("--jobs", type=int, default=2, help="runs in parallel (processes share the cores or GPU)")
     defaults = RaceSettings()
-    parser.add_argument("--samplers", nargs="+", choices=ALL_SAMPLERS, help=f"default: {' '.join(defaults.samplers)}")
+    parser.add_argument(
+        "--samplers",
+        nargs="+",
+        type=checked_variant,
+        help=f"registered names, or variants name:option=value[,...] such as {' '.join(INSIGHT_ABLATIONS)} "
+        f"(default: {' '.join(defaults.samplers)}; 'all' adds informative_group and the InSight ablations)",
+    )
     for name in (
         "seeds",
         "steps",
@@ -48,6 +65,8 @@ def parse_settings(argv: list[str] | None = None) -> tuple[RaceSettings, Path, i
     for key in ("samplers", "regimes"):
         if key in given:
             given[key] = tuple(given[key])
+    if "all" in given.get("samplers", ()):
+        given["samplers"] = (*ALL_SAMPLERS, "informative_group", *INSIGHT_ABLATIONS)
     if args.extra:
         given["extra_args"] = tuple(args.extra)
     return replace(settings, **given), Path(args.out), args.jobs

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from samplers import REFRESH_MODES, SAMPLERS
+
 ROOT = Path(__file__).resolve().parents[2]
 ALL_SAMPLERS = ("uniform", "insight", "mopps", "expected_difficulty", "inverse_evidence", "dynamic_sampling")
+INSIGHT_ABLATIONS = ("insight:score=mi", "insight:score=w", "insight:belief=sample", "insight:refresh=epoch")
+"""The paper's ablations of InSight (information only, difficulty weight only, a Thompson draw for w) and the
+per-pass ranking mode, as race variants."""
 VISITS_PER_PROMPT = 13  # the paper's Countdown run: 100 steps x 256 prompts from a pool of 2,000
 
 
@@ -73,7 +80,45 @@ class RunSpec:
 
     @property
     def name(self) -> str:
-        return f"{self.regime}__{self.sampler}__seed{self.seed}"
+        return f"{self.regime}__{variant_slug(self.sampler)}__seed{self.seed}"
+
+
+def parse_variant(spec: str) -> tuple[str, dict[str, str]]:
+    """'insight:score=mi,belief=sample' -> ('insight', {'score': 'mi', 'belief': 'sample'}), checked.
+
+    The options are the sampler class's constructor arguments, plus `refresh` (step or epoch: data.refresh).
+    """
+    name, _, options = spec.partition(":")
+    if name not in SAMPLERS:
+        raise ValueError(f"unknown sampler '{name}' in '{spec}'; registered: {', '.join(sorted(SAMPLERS))}")
+    allowed = set(inspect.signature(SAMPLERS[name]).parameters) | {"refresh"}
+    parsed: dict[str, str] = {}
+    for item in filter(None, options.split(",")):
+        key, equals, value = item.partition("=")
+        if not equals or not value:
+            raise ValueError(f"'{item}' in '{spec}' is not option=value")
+        if key not in allowed:
+            raise ValueError(f"'{key}' in '{spec}' is not an option of {name}: {', '.join(sorted(allowed))}")
+        if key == "refresh" and value not in REFRESH_MODES:
+            raise ValueError(f"refresh={value} in '{spec}' is not one of {', '.join(REFRESH_MODES)}")
+        parsed[key] = value
+    return name, parsed
+
+
+def variant_slug(spec: str) -> str:
+    """A file-name-safe form of a sampler variant: 'insight:score=mi' -> 'insight-score-mi'."""
+    return re.sub(r"[^A-Za-z0-9_.]+", "-", spec)
+
+
+def sampler_args(spec: str) -> list[str]:
+    """CLI arguments that select a sampler variant (the class is named when options are set, as the CLI asks)."""
+    name, options = parse_variant(spec)
+    refresh = options.pop("refresh", None)
+    if options:
+        args = [f"--data.sampler={SAMPLERS[name].__name__}", *(f"--data.sampler.{k}={v}" for k, v in options.items())]
+    else:
+        args = [f"--data.sampler={name}"]
+    return args + ([f"--data.refresh={refresh}"] if refresh else [])
 
 
 def all_runs(settings: RaceSettings) -> list[RunSpec]:
@@ -128,12 +173,13 @@ def run_args(settings: RaceSettings, run: RunSpec, start_weights: Path | None, l
         *start,
         f"--seed_everything={run.seed}",
         f"--data.seed={run.seed}",
-        f"--data.sampler={run.sampler}",
+        *sampler_args(run.sampler),
         f"--data.task.init_args.train_size={settings.pool_size(run.regime)}",
         f"--trainer.max_steps={settings.steps}",
         f"--trainer.val_check_interval={settings.eval_every}",
         "--trainer.num_sanity_val_steps=-1",
         f"--model.validation.samples_per_problem={settings.eval_samples}",
+        f"--model.validation.seed={run.seed}",  # paired: a seed's runs evaluate with the same sampling noise
         "--model.validation.greedy=false",
         "--model.logging.text_samples_every_n_steps=0",
         f"--trainer.logger.init_args.save_dir={log_dir}",

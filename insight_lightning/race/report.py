@@ -185,10 +185,14 @@ def plot(results: list[dict], regime: str, path: Path) -> None:
 
 
 def write_report(out: Path, pools: dict[str, int]) -> str:
+    from insight_lightning.race.paired import paired_markdown, paired_summary  # paired imports this module
+
     results = [json.loads(p.read_text()) for p in sorted((out / "results").glob("*.json"))]
     table = summarise(results)
-    text = markdown(table, pools)
+    paired = paired_summary(results)
+    text = markdown(table, pools) + "\n" + paired_markdown(paired)
     (out / "race.md").write_text(text)
+    (out / "race.json").write_text(json.dumps({"pools": pools, "summary": table, "paired": paired}, indent=1) + "\n")
     write_csv(results, out / "race.csv")
     for regime in table:
         plot(results, regime, out / f"race_{regime}.png")
