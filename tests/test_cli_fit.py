@@ -177,7 +177,8 @@ def test_unsupported_fsdp2_settings_fail_with_one_line(tiny_fit_args, override, 
 
 
 @pytest.mark.parametrize(
-    "sampler", ["uniform", "insight", "mopps", "expected_difficulty", "inverse_evidence", "dynamic_sampling"]
+    "sampler",
+    ["uniform", "insight", "mopps", "expected_difficulty", "inverse_evidence", "dynamic_sampling", "informative_group"],
 )
 def test_every_sampler_trains_through_the_cli(tiny_fit_args, tmp_path, sampler):
     cli = main(
@@ -245,3 +246,37 @@ def test_epoch_refresh_trains_through_the_cli_and_visits_a_pass_without_repeats(
     # the pass was ranked once, at its start: the candidate scores cover the whole pool then, not later
     histograms = events(tmp_path / "runs").Histograms("selection/candidate_scores")
     assert [h.step for h in histograms] == [1] and histograms[0].histogram_value.num == 64
+
+
+def test_validation_seed_pairs_evaluations_of_runs_whose_training_consumed_the_rng_differently(
+    tiny_fit_args, monkeypatch
+):
+    # lr 0 keeps the weights, while K = 2 or 4 rollouts per prompt draw different amounts of random numbers: the
+    # validation seed must make the step-2 evaluation's samples independent of that.
+    from insight_lightning import evaluation, module
+
+    score, capture = evaluation.score_completions, module.capture_rng_state
+
+    def validation_run(group_size):
+        completions, training_rng = [], []
+
+        def recording_score(task, texts, batch, n):
+            completions.append(list(texts))
+            return score(task, texts, batch, n)
+
+        def recording_capture():
+            training_rng.append(torch.get_rng_state())
+            return capture()
+
+        monkeypatch.setattr(evaluation, "score_completions", recording_score)
+        monkeypatch.setattr(module, "capture_rng_state", recording_capture)
+        args = tiny_fit_args(2, "--model.optimizer.lr=0", f"--model.grpo.group_size={group_size}")
+        args += ["--data.prompts_per_step=4", "--trainer.num_sanity_val_steps=0", "--trainer.logger=false"]
+        args += ["--trainer.enable_checkpointing=false", "--trainer.callbacks=[]", "--model.validation.at_end=false"]
+        main([*args, "--model.validation.seed=5"])
+        (state,) = training_rng  # one validation, at step 2
+        return completions, state
+
+    (two, rng_two), (four, rng_four) = validation_run(2), validation_run(4)
+    assert not torch.equal(rng_two, rng_four)  # the training RNG differs at the validation...
+    assert two and two == four  # ...and the evaluation sampled exactly alike
