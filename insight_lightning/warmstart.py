@@ -11,6 +11,7 @@ import os
 import random
 import tempfile
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -29,10 +30,11 @@ log = logging.getLogger(__name__)
 class WarmStartConfig:
     """Supervised training on reference solutions before RL (for models that start from scratch)."""
 
-    max_seconds: float = 180.0
-    """Wall-clock bound; the learning rate anneals by time or by steps, whichever runs out first."""
+    max_seconds: float = 1800.0
+    """Safety cap on wall-clock time: stops early with a warning, and the cut result (which depends on the
+    machine's speed) is not cached."""
     max_steps: int = 4000
-    """Upper bound on optimizer steps."""
+    """Optimizer steps; the learning-rate schedule runs by step, so equal settings give equal weights."""
     batch_size: int = 64
     """Sequences per step."""
     lr: float = 3e-3
@@ -60,6 +62,7 @@ class WarmStartResult:
     from_cache: bool = False
     cache_path: str | None = None
     losses: list[tuple[int, float]] = field(default_factory=list)
+    cut_by_time: bool = False
 
 
 def shared_warm_start(
@@ -127,20 +130,35 @@ def encode_supervised(tokenizer, prompts: Sequence[str], completions: Sequence[s
 
 
 def cache_key(model: torch.nn.Module, tokenizer, config: WarmStartConfig, pairs: Sequence[tuple[str, str]]) -> str:
-    """Identifies a warm-start by everything that determines its result."""
+    """Identifies a warm-start by everything that determines its result (on one CPU model and software).
+
+    The starting weights are in it (a seed that initialises the model differently is another warm-start), and
+    every pair, not a prefix: a stale cache file must never stand in for a different training.
+    """
     settings = {k: v for k, v in asdict(config).items() if k != "cache_dir"}
+    pairs_digest = hashlib.sha256(json.dumps(list(pairs)).encode()).hexdigest()
     payload = json.dumps(
         {
             "model": model.config.to_dict(),
+            "weights": weights_digest(model),
             "vocab": sorted(tokenizer.get_vocab().items()),
             "settings": settings,
-            "data": [len(pairs), list(pairs[:256])],
+            "data": [len(pairs), pairs_digest],
             "torch": torch.__version__.split("+")[0],
         },
         sort_keys=True,
         default=str,
     )
     return hashlib.sha256(payload.encode()).hexdigest()[:20]
+
+
+def weights_digest(model: torch.nn.Module) -> str:
+    """SHA-256 of every parameter and buffer, by name (about a second for a 135M-parameter model on a CPU)."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 def warm_start(
@@ -166,7 +184,7 @@ def warm_start(
                 log.warning("Ignoring unreadable warm-start cache %s (%s); training again", cache_path, err)
     result = _train(model, tokenizer, pairs, config, device)
     result.cache_path = str(cache_path) if cache_path else None
-    if cache_path is not None and is_writer:
+    if cache_path is not None and is_writer and not result.cut_by_time:
         state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
         meta = {"steps": result.steps, "seconds": result.seconds, "loss": result.final_loss}
         _atomic_torch_save({"state_dict": state, "meta": meta}, cache_path)
@@ -198,8 +216,16 @@ def _train(model, tokenizer, pairs, config: WarmStartConfig, device) -> WarmStar
     for step in range(1, config.max_steps + 1):
         elapsed = time.monotonic() - start
         if elapsed >= config.max_seconds:
+            result.cut_by_time = True
+            warnings.warn(
+                f"warm-start stopped by max_seconds={config.max_seconds:g} after {step - 1} of {config.max_steps} "
+                "steps: its result depends on this machine's speed and is not cached; raise "
+                "model.warm_start.max_seconds (or lower max_steps) for a reproducible start",
+                UserWarning,
+                stacklevel=2,
+            )
             break
-        progress_frac = max(step / config.max_steps, elapsed / config.max_seconds)
+        progress_frac = step / config.max_steps  # by step only: the same settings anneal alike on any machine
         for group in optimizer.param_groups:
             group["lr"] = _lr_at(step, progress_frac, config)
         if cursor + config.batch_size > len(order):

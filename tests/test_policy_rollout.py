@@ -123,6 +123,45 @@ def test_warm_start_learns_and_is_cached(tmp_path):
         warm_start(loaded, tok, [], WarmStartConfig(init_from=str(tmp_path / "nope.pt")), torch.device("cpu"))
 
 
+def test_warm_start_anneals_by_step_so_a_slower_machine_trains_the_same_weights(tmp_path, monkeypatch):
+    from insight_lightning import warmstart
+
+    tok = build_char_tokenizer()
+    pairs = [(f"{i} twice:", f"<answer>{2 * i}</answer>") for i in range(50)]
+    config = WarmStartConfig(max_steps=20, batch_size=16, max_seconds=100.0, cache_dir=None)
+
+    def trained(clock):
+        monkeypatch.setattr(warmstart.time, "monotonic", clock.__next__)
+        model = build_tiny_model(TinyModelConfig(), tok)
+        return warm_start(model, tok, pairs, config, torch.device("cpu")), model.state_dict()
+
+    # 0.1 s a step, or a 60 s stall (another job, a compile) and then 1 s a step: 80 s for 20 steps, under the cap
+    fast, fast_weights = trained(0.1 * k for k in range(10_000))
+    slow, slow_weights = trained(iter([0.0, *(60.0 + k for k in range(10_000))]))
+    assert fast.steps == slow.steps == 20 and not slow.cut_by_time
+    assert all(torch.equal(fast_weights[k], slow_weights[k]) for k in fast_weights)
+    # past the cap: a warning, fewer steps, and nothing cached (the weights depend on the machine's speed)
+    monkeypatch.setattr(warmstart.time, "monotonic", iter(range(0, 10_000, 10)).__next__)
+    cut_config = WarmStartConfig(max_steps=20, batch_size=16, max_seconds=100.0, cache_dir=str(tmp_path))
+    with pytest.warns(UserWarning, match="stopped by max_seconds=100 after 9 of 20 steps"):
+        cut = warm_start(build_tiny_model(TinyModelConfig(), tok), tok, pairs, cut_config, torch.device("cpu"))
+    assert cut.cut_by_time and cut.steps == 9 and not list(tmp_path.glob("*.pt"))
+
+
+def test_warm_start_cache_key_covers_the_starting_weights_and_every_pair():
+    from insight_lightning.warmstart import cache_key
+
+    tok = build_char_tokenizer()
+    pairs = [(f"{i} twice:", f"<answer>{2 * i}</answer>") for i in range(300)]
+    model = build_tiny_model(TinyModelConfig(), tok)
+    key = cache_key(model, tok, WarmStartConfig(), pairs)
+    assert cache_key(build_tiny_model(TinyModelConfig(), tok), tok, WarmStartConfig(), pairs) == key
+    assert cache_key(build_tiny_model(TinyModelConfig(seed=1), tok), tok, WarmStartConfig(), pairs) != key
+    changed_late = [*pairs[:-1], ("299 twice:", "<answer>0</answer>")]  # beyond the first 256 pairs
+    assert cache_key(model, tok, WarmStartConfig(), changed_late) != key
+    assert cache_key(model, tok, WarmStartConfig(cache_dir="/elsewhere"), pairs) == key
+
+
 def test_learning_rate_schedules():
     warm_cos = learning_rate_factor(
         OptimizerConfig(warmup_steps=2, schedule="cosine", min_lr_ratio=0.1), total_steps=12
