@@ -149,8 +149,7 @@ class ValidationConfig:
     at_end: bool = True
     """Score it again after the last step (trainer.max_steps)."""
     seed: int | None = None
-    """Seed of validation sampling, mixed with the step: runs with one seed sample their evaluations alike, whatever
-    they trained on (paired comparisons; hf engine). null: validation continues the training RNG's state."""
+    """Seed of validation sampling (with the step): equal-seed runs evaluate alike, for paired comparisons (hf)."""
 
 
 @dataclass

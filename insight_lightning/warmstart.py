@@ -31,8 +31,7 @@ class WarmStartConfig:
     """Supervised training on reference solutions before RL (for models that start from scratch)."""
 
     max_seconds: float = 1800.0
-    """Safety cap on wall-clock time: stops early with a warning, and the cut result (which depends on the
-    machine's speed) is not cached."""
+    """Safety cap on wall-clock time: a warm-start it cuts warns and is not cached (it depends on the speed)."""
     max_steps: int = 4000
     """Optimizer steps; the learning-rate schedule runs by step, so equal settings give equal weights."""
     batch_size: int = 64

@@ -38,7 +38,7 @@ def test_help_documents_every_option_in_one_line():
         assert doc in " ".join(result.stdout.split()), doc
     # settings that may be null (LoRA, warm-start) have their own help page
     assert "Rank of the low-rank update." in " ".join(cli_in_process("fit", "--model.policy.lora.help").stdout.split())
-    assert "Wall-clock bound" in " ".join(cli_in_process("fit", "--model.warm_start.help").stdout.split())
+    assert "Safety cap on wall-clock time" in " ".join(cli_in_process("fit", "--model.warm_start.help").stdout.split())
 
 
 def test_switching_the_sampler_is_one_flag():
