@@ -4,6 +4,7 @@ import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from conftest import ROOT, subprocess_env
@@ -166,3 +167,14 @@ def test_paired_differences_bootstrap_and_power():
     n = seeds_needed(1.0, 0.5)
     assert detectable_difference(1.0, n) <= 0.5 < detectable_difference(1.0, n - 1)
     assert seeds_needed(1.0, 0.0) is None
+
+
+def test_runs_pair_their_evaluations_unless_a_vllm_engine_samples():
+    from insight_lightning.race.plan import run_args
+
+    def seeded(*extra):
+        args = run_args(RaceSettings(extra_args=extra), RunSpec("main", "uniform", 3), None, Path("logs"))
+        return "--model.validation.seed=3" in args
+
+    assert seeded() and seeded("--model.rollout.engine=hf")
+    assert not seeded("--model.rollout.engine=vllm") and not seeded("--model.rollout.engine", "vllm_server")

@@ -164,6 +164,17 @@ def warm_start_args(settings: RaceSettings, cache_dir: Path) -> list[str]:
     ]
 
 
+def pairs_evaluations(settings: RaceSettings) -> bool:
+    """Whether runs evaluate with a per-seed validation seed: the hf engine's sampling can be seeded, vLLM's not."""
+    args = list(settings.extra_args)
+    for i, arg in enumerate(args):
+        if arg.startswith("--model.rollout.engine="):
+            return arg.split("=", 1)[1] == "hf"
+        if arg == "--model.rollout.engine" and i + 1 < len(args):
+            return args[i + 1] == "hf"
+    return True
+
+
 def run_args(settings: RaceSettings, run: RunSpec, start_weights: Path | None, log_dir: Path) -> list[str]:
     """The run's CLI arguments; with the tiny model every run starts from the same warm-started weights file."""
     start = [f"--model.warm_start.init_from={start_weights}"] if start_weights else ["--model.warm_start=null"]
@@ -179,7 +190,7 @@ def run_args(settings: RaceSettings, run: RunSpec, start_weights: Path | None, l
         f"--trainer.val_check_interval={settings.eval_every}",
         "--trainer.num_sanity_val_steps=-1",
         f"--model.validation.samples_per_problem={settings.eval_samples}",
-        f"--model.validation.seed={run.seed}",  # paired: a seed's runs evaluate with the same sampling noise
+        *([f"--model.validation.seed={run.seed}"] if pairs_evaluations(settings) else []),
         "--model.validation.greedy=false",
         "--model.logging.text_samples_every_n_steps=0",
         f"--trainer.logger.init_args.save_dir={log_dir}",

@@ -15,7 +15,15 @@ from pathlib import Path
 
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from insight_lightning.race.plan import ROOT, RaceSettings, RunSpec, all_runs, run_args, warm_start_args
+from insight_lightning.race.plan import (
+    ROOT,
+    RaceSettings,
+    RunSpec,
+    all_runs,
+    pairs_evaluations,
+    run_args,
+    warm_start_args,
+)
 
 VALIDATION_LINE = re.compile(r"Validation at step (\d+): val/accuracy ([0-9.]+)")
 
@@ -136,6 +144,8 @@ def run_race(settings: RaceSettings, out: Path, jobs: int) -> None:
     if saved.is_file() and json.loads(saved.read_text())["fingerprint"] != settings.fingerprint():
         raise ValueError(f"{out} holds a race with other settings; use another --out folder")
     saved.write_text(json.dumps({"fingerprint": settings.fingerprint(), "settings": settings.__dict__}, default=list))
+    if not pairs_evaluations(settings):
+        print("[race] a vLLM engine samples with its own generator: evaluations are not paired across samplers")
     cores = os.cpu_count() or 1
     threads = max(1, cores // jobs)
     start = prepare_start(settings, out, max(1, cores))
