@@ -1,4 +1,5 @@
 import contextlib
+import importlib.util
 import io
 import logging
 import os
@@ -72,6 +73,14 @@ def tiny_fit_args(tmp_path, warmstart_cache):
         ]
 
     return make
+
+
+def load_script(path: Path):
+    """A repository script (benchmarks/, examples/) imported as a module, by its file path."""
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def subprocess_env() -> dict:

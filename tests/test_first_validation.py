@@ -1,10 +1,8 @@
 """The first validation of the default config, rerun at reduced size, equals the stored one: a change that silently
 alters results fails here (docs/results/first_validation.json, written by benchmarks/first_validation.py --write)."""
 
-import importlib.util
-
 import pytest
-from conftest import ROOT
+from conftest import ROOT, load_script
 
 # On another CPU model floating-point results differ, and a warm-start's trajectory with them: only a gross change
 # (a prompt, a reward, a sampling or schedule setting) is caught there.
@@ -18,18 +16,11 @@ TOLERANCE = {
 }
 
 
-def load_benchmark(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_the_first_validation_of_the_default_config_is_the_stored_one(warmstart_cache):
-    bench = load_benchmark("first_validation")
+    bench = load_script(ROOT / "benchmarks" / "first_validation.py")
     record = bench.stored()
     values = bench.measure(warmstart_cache)
-    machine = load_benchmark("machine")
+    machine = load_script(ROOT / "benchmarks" / "machine.py")
     same_software = record["versions"]["torch"] == machine.package_versions("torch")["torch"]
     if record["machine"]["cpu"] == machine.cpu_model() and same_software:
         assert values == record["values"], (

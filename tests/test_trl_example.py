@@ -1,24 +1,18 @@
 """examples/trl_insight_sampler.py: TRL's GRPOTrainer rolls out exactly the prompts our InSight sampler chose."""
 
-import importlib.util
 from collections import Counter
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, load_script
 
 pytest.importorskip("trl", reason="the bench extra (trl, datasets) is not installed: pip install -e '.[bench]'")
 
 
-def load_example():
-    spec = importlib.util.spec_from_file_location("trl_insight_sampler", ROOT / "examples" / "trl_insight_sampler.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_trl_rolls_out_what_insight_chose_and_the_outcomes_move_the_beliefs(tmp_path):
     steps, m, k, pool = 3, 4, 4, 32
-    selector, sampler, reward = load_example().train(steps, m, k, pool, seed=0, out=str(tmp_path))
+    selector, sampler, reward = load_script(ROOT / "examples" / "trl_insight_sampler.py").train(
+        steps, m, k, pool, seed=0, out=str(tmp_path)
+    )
     assert len(reward.rolled_out) == steps
     for chosen, rolled_out in zip(sampler.selections, reward.rolled_out):
         assert rolled_out == Counter({i: k for i in chosen})  # each chosen prompt, K completions, nothing else

@@ -13,7 +13,15 @@ import math
 import random
 from collections import defaultdict
 
-from insight_lightning.race.report import T_975, area_under_curve, mean_curve, mean_interval, speed_up
+from insight_lightning.race.report import (
+    T_975,
+    area_under_curve,
+    mean_curve,
+    mean_interval,
+    sample_sd,
+    speed_up,
+    t_quantile,
+)
 
 # one-sided 80% Student t quantiles for 1..30 degrees of freedom (larger: the normal 0.842)
 T_80 = (
@@ -24,15 +32,11 @@ T_80 = (
 BOOTSTRAP_RESAMPLES = 2000
 
 
-def _t(table: tuple[float, ...], normal: float, dof: int) -> float:
-    return table[dof - 1] if dof <= len(table) else normal
-
-
 def detectable_difference(sd: float, n: int) -> float:
     """The paired difference n seeds detect with 80% power at two-sided 5%, for a per-seed spread sd (nan: n < 2)."""
     if n < 2:
         return math.nan
-    return (_t(T_975, 1.96, n - 1) + _t(T_80, 0.842, n - 1)) * sd / math.sqrt(n)
+    return (t_quantile(T_975, 1.96, n - 1) + t_quantile(T_80, 0.842, n - 1)) * sd / math.sqrt(n)
 
 
 def seeds_needed(sd: float, difference: float, most: int = 1000) -> int | None:
@@ -40,13 +44,6 @@ def seeds_needed(sd: float, difference: float, most: int = 1000) -> int | None:
     if difference == 0 or math.isnan(sd):
         return None
     return next((n for n in range(2, most + 1) if detectable_difference(sd, n) <= abs(difference)), None)
-
-
-def _sd(values: list[float]) -> float:
-    if len(values) < 2:
-        return math.nan
-    mean = sum(values) / len(values)
-    return math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
 
 
 def bootstrap_speed_up(
@@ -92,8 +89,8 @@ def paired_summary(results: list[dict], baseline: str = "uniform") -> dict[str, 
                     "seeds": len(seeds),
                     "final_diff": mean_interval(final),
                     "auc_diff": mean_interval(auc),
-                    "auc_diff_sd": _sd(auc),
-                    "auc_detectable": detectable_difference(_sd(auc), len(seeds)),
+                    "auc_diff_sd": sample_sd(auc),
+                    "auc_detectable": detectable_difference(sample_sd(auc), len(seeds)),
                     "speed_up": up,
                     "speed_up_interval": (low, high),
                     # steps scaled by rollouts generated: dynamic sampling pays for its extra rounds

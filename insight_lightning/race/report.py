@@ -43,14 +43,27 @@ T_975 = (
 )
 
 
+def t_quantile(table: tuple[float, ...], normal: float, dof: int) -> float:
+    """A tabulated Student t quantile for dof degrees of freedom (the normal one beyond the table)."""
+    return table[dof - 1] if dof <= len(table) else normal
+
+
+def sample_sd(values: list[float]) -> float:
+    """Sample standard deviation (n - 1 in the denominator); nan for fewer than two values."""
+    n = len(values)
+    if n < 2:
+        return math.nan
+    mean = sum(values) / n
+    return math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+
+
 def mean_interval(values: list[float]) -> tuple[float, float]:
     """Mean and the half-width of its 95% t-interval (0 for a single value)."""
     n = len(values)
     mean = sum(values) / n
     if n < 2:
         return mean, 0.0
-    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
-    return mean, (T_975[n - 2] if n - 1 <= len(T_975) else 1.96) * std / math.sqrt(n)
+    return mean, t_quantile(T_975, 1.96, n - 1) * sample_sd(values) / math.sqrt(n)
 
 
 def mean_curve(curves: list[list[tuple[int, float]]]) -> list[tuple[int, float]]:
