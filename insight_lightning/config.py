@@ -7,6 +7,7 @@ from typing import Literal
 
 from insight_lightning.grpo import LOSS_AGGREGATIONS, RolloutCorrection
 from insight_lightning.rollout import KVCache, SamplingParams
+from insight_lightning.shared_prefix import PrefixSharing
 from insight_lightning.vllm_engine import VLLMSettings
 
 Engine = Literal["hf", "vllm", "vllm_server"]
@@ -48,6 +49,8 @@ class GRPOConfig:
     """Updates in a row with a non-finite loss or gradient norm (each skipped) after which the run stops."""
     logprob_chunk_size: int | None = None
     """Tokens per chunk of the output head + log-softmax (null: about 64 MB of float32 logits, at most 1024)."""
+    prefix_sharing: PrefixSharing = "auto"
+    """Run a group's shared prompt once in the update (auto: when it saves compute; never: once per completion)."""
     release_update_memory: bool = False
     """CPU: hand the update's freed tensors back to the OS at once (about half the peak RSS, a slower update)."""
     rollout_correction: RolloutCorrection = "auto"
@@ -92,6 +95,8 @@ class RolloutConfig(SamplingParams):
     """Longer prompts are cut from the left (and counted in train/truncated_prompts)."""
     cache: KVCache = "dynamic"
     """KV cache of HF generate: dynamic, or static (CUDA only; compiled, much faster per token)."""
+    share_prefill: bool = True
+    """HF engine, dynamic cache: encode each prompt once and copy its KV cache to its K samples."""
     batch_size: int | None = None
     """Sequences per generate call (null: all of the step's sequences at once)."""
     engine: Engine = "hf"

@@ -11,6 +11,8 @@ import torch
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
+from insight_lightning.shared_prefix import PrefixSharing, plan_prefix_sharing
+
 __all__ = [
     "SCORED_LOGPROBS_METHOD",
     "completion_logprobs",
@@ -104,6 +106,7 @@ def sequence_logprobs(
     temperature: float = 1.0,
     chunk_size: int = 1024,
     with_entropy: bool = False,
+    prefix_sharing: PrefixSharing = "auto",
 ) -> tuple[Tensor, Tensor | None]:
     """Float32 log-probs (and entropies) of the scored tokens of a batch, [B, L], zero where not scored."""
     # input_ids, attention_mask: [B, L] (left or right padded; prompt + completion)
@@ -111,13 +114,17 @@ def sequence_logprobs(
     #   position 0 has no preceding context and is never scored.
     # returns logp [B, L] float32: log p(input_ids[b, t] | input_ids[b, :t]) at scored (b, t), 0 elsewhere;
     #   entropy [B, L] float32 of the distribution at that step (with grad), or None.
+    # prefix_sharing: consecutive rows with the same unscored prefix (a GRPO group's prompt) run it once
+    #   (insight_lightning.shared_prefix); auto does so when it saves compute.
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     # Under FSDP2 the same function is registered on the root unit as a forward method (insight_lightning.fsdp),
     # so that the root's weights are gathered and its gradients reduced around it.
     method = getattr(base, SCORED_LOGPROBS_METHOD, None)
     if method is not None:
-        return method(input_ids, attention_mask, completion_mask, temperature, chunk_size, with_entropy)
-    return scored_logprobs(base, input_ids, attention_mask, completion_mask, temperature, chunk_size, with_entropy)
+        return method(input_ids, attention_mask, completion_mask, temperature, chunk_size, with_entropy, prefix_sharing)
+    return scored_logprobs(
+        base, input_ids, attention_mask, completion_mask, temperature, chunk_size, with_entropy, prefix_sharing
+    )
 
 
 def scored_logprobs(
@@ -128,6 +135,7 @@ def scored_logprobs(
     temperature: float,
     chunk_size: int,
     with_entropy: bool,
+    prefix_sharing: PrefixSharing = "auto",
 ) -> tuple[Tensor, Tensor | None]:
     """sequence_logprobs on a Hugging Face causal LM (not peft-wrapped; its injected LoRA layers still apply)."""
     # Position ids count only attended tokens, so a left-padded row scores exactly like the same row unpadded.
@@ -135,11 +143,26 @@ def scored_logprobs(
     # scored positions, chunk by chunk.
     decoder, head = _decoder_and_head(model)
     position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)  # [B, L]
-    hidden = decoder(
-        input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False
-    ).last_hidden_state  # [B, L, H]
     scored = completion_mask.bool() & attention_mask.bool()  # [B, L]
     scored[:, 0] = False
+    config = decoder.config
+    packing = plan_prefix_sharing(
+        input_ids, attention_mask, scored, position_ids, prefix_sharing, config._attn_implementation, config.hidden_size
+    )
+    if packing is None:
+        hidden = decoder(
+            input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False
+        ).last_hidden_state  # [B, L, H]
+    else:
+        packed = decoder(
+            input_ids=packing.input_ids,
+            attention_mask=packing.attention_mask(
+                None if config._attn_implementation == "sdpa" else decoder.get_input_embeddings().weight.dtype
+            ),
+            position_ids=packing.position_ids,
+            use_cache=False,
+        ).last_hidden_state  # [G, P + n*C, H]
+        hidden = packing.unpack(packed)  # [B, L, H]
     next_scored = scored[:, 1:]  # [B, L-1]: the token at t + 1 is scored, predicted from the hidden state at t
     prev_hidden = hidden[:, :-1][next_scored]  # [N, H]
     targets = input_ids[:, 1:][next_scored]  # [N]

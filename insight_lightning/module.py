@@ -125,6 +125,7 @@ class GRPOModule(L.LightningModule):
             warm_start,
             max_completion_tokens=self.validation.max_new_tokens,
             seed=seed,
+            prefix_sharing=self.grpo.prefix_sharing,
         )
 
     def _warm_start(self, base: torch.nn.Module, prompts) -> None:

@@ -29,6 +29,7 @@ from insight_lightning.model_loading import (
 )
 from insight_lightning.prompts import PromptEncoder
 from insight_lightning.rollout import HFGenerateEngine, RolloutBatch, RolloutEngine, SamplingParams, concat_rollouts
+from insight_lightning.shared_prefix import PrefixSharing
 from insight_lightning.vllm_engine import VLLMColocatedEngine, VLLMServerEngine
 from tasks.base import Prompt
 
@@ -43,6 +44,7 @@ class Policy(nn.Module):
         engine: samples completions from the model.
         generate_batch_size: sequences per engine call (None: all of a call's sequences at once).
         logprob_chunk_size: positions per chunk of the output head + log-softmax.
+        prefix_sharing: whether rows of one prompt run it once when scored (insight_lightning.shared_prefix).
     """
 
     def __init__(
@@ -53,6 +55,7 @@ class Policy(nn.Module):
         engine: RolloutEngine,
         generate_batch_size: int | None = None,
         logprob_chunk_size: int = 1024,
+        prefix_sharing: PrefixSharing = "auto",
     ) -> None:
         super().__init__()
         self.model = model
@@ -61,6 +64,7 @@ class Policy(nn.Module):
         self.engine = engine
         self.generate_batch_size = generate_batch_size
         self.logprob_chunk_size = logprob_chunk_size
+        self.prefix_sharing = prefix_sharing
         self.fsdp_units: list[nn.Module] = []  # FSDP2 units, root last (empty: not sharded)
 
     @property
@@ -102,14 +106,22 @@ class Policy(nn.Module):
     ) -> tuple[Tensor, Tensor | None]:
         """Log-probs (and entropies) of the scored tokens under the current weights, [B, L] each."""
         return sequence_logprobs(
-            self.model, input_ids, attention, scored, temperature, self.logprob_chunk_size, with_entropy
+            self.model,
+            input_ids,
+            attention,
+            scored,
+            temperature,
+            self.logprob_chunk_size,
+            with_entropy,
+            self.prefix_sharing,
         )
 
     @torch.no_grad()
     def reference_logprobs(self, input_ids: Tensor, attention: Tensor, scored: Tensor, temperature: float) -> Tensor:
         """Log-probs under the frozen base: the same weights with the LoRA adapter switched off (no copy), [B, L]."""
         with self.model.disable_adapter():
-            return sequence_logprobs(self.model, input_ids, attention, scored, temperature, self.logprob_chunk_size)[0]
+            chunk, sharing = self.logprob_chunk_size, self.prefix_sharing
+            return sequence_logprobs(self.model, input_ids, attention, scored, temperature, chunk, False, sharing)[0]
 
     def shard(self, mesh) -> None:
         """FSDP2: every decoder layer and the model become fully_shard units over the mesh (in place)."""
@@ -130,6 +142,7 @@ def build_policy(
     before_adapter: Callable[[PreTrainedModel, PromptEncoder], None] | None = None,
     max_completion_tokens: int | None = None,
     seed: int = 0,
+    prefix_sharing: PrefixSharing = "auto",
 ) -> Policy:
     """Load the base model, let `before_adapter` train it (the warm-start), add the adapter, choose the engine."""
     base, tokenizer = build_base_policy(config, device.type)
@@ -141,7 +154,7 @@ def build_policy(
     engine = build_engine(config, rollout, base, tokenizer, device, before_adapter is not None, max_len, seed)
     model = apply_adapter(base, config)
     chunk = logprob_chunk_size or auto_logprob_chunk_size(model.get_output_embeddings().weight.shape[0])
-    return Policy(model, tokenizer, prompts, engine, rollout.batch_size, chunk)
+    return Policy(model, tokenizer, prompts, engine, rollout.batch_size, chunk, prefix_sharing)
 
 
 def build_engine(
@@ -157,7 +170,7 @@ def build_engine(
     """The rollout engine of rollout.engine; a vLLM engine loads the base model before any adapter is added."""
     eos, pad = end_of_sequence_ids(base, tokenizer), tokenizer.pad_token_id
     if rollout.engine == "hf":
-        return HFGenerateEngine(eos, pad, cache=rollout.cache)
+        return HFGenerateEngine(eos, pad, cache=rollout.cache, share_prefill=rollout.share_prefill)
     lora_rank = config.lora.r if config.lora is not None else None
     if rollout.engine == "vllm_server":
         if rollout.vllm.lora_sync == "merged":

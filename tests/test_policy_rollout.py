@@ -179,3 +179,28 @@ def test_pkg_names_resolve_to_an_installed_packages_folder():
     assert resolve_model_name("Qwen/Qwen3-0.6B") == "Qwen/Qwen3-0.6B"
     with pytest.raises(PolicyLoadError, match="no installed package 'no_such_package'"):
         resolve_model_name("pkg:no_such_package")
+
+
+@pytest.mark.parametrize("temperature", [0.0, 1.0])
+def test_shared_prefill_samples_what_generate_alone_samples(temperature):
+    tok = build_char_tokenizer()
+    model = build_tiny_model(TinyModelConfig(), tok)
+    ids, mask = PromptEncoder(tok).encode(["1 from 1 2:", "3:", "12 from 4 3 5:"], torch.device("cpu"))
+    params = SamplingParams(max_new_tokens=12, temperature=temperature)
+    batches = {}
+    prefill_rows = {}
+    for share in (False, True):
+        rows = []
+        hook = model.model.register_forward_pre_hook(
+            lambda _, args, kwargs, rows=rows: rows.append(kwargs["input_ids"].shape), with_kwargs=True
+        )
+        torch.manual_seed(0)
+        batches[share] = HFGenerateEngine([tok.eos_token_id], tok.pad_token_id, share_prefill=share).generate(
+            model, ids, mask, params, n=4
+        )
+        hook.remove()
+        prefill_rows[share] = rows[0]
+    # sharing encodes the 3 prompts once (all but their last token), not 12 copies
+    assert prefill_rows[True] == (3, ids.shape[1] - 1) and prefill_rows[False] == (12, ids.shape[1])
+    for field in ("prompt_ids", "prompt_mask", "completion_ids", "completion_mask"):
+        assert torch.equal(getattr(batches[True], field), getattr(batches[False], field)), field

