@@ -23,7 +23,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.machine import cpu_model  # noqa: E402
+from benchmarks.machine import machine_name  # noqa: E402
 from insight_lightning.model_loading import PolicyConfig, build_base_policy  # noqa: E402
 from insight_lightning.prompts import PromptEncoder  # noqa: E402
 from tasks.countdown import ANSWER_CLOSE, ANSWER_OPEN, TEMPLATES, CountdownTask, countdown_reward  # noqa: E402
@@ -45,7 +45,7 @@ def main() -> None:
     model.eval()
     encoder = PromptEncoder(tokenizer)
     n, k = args.problems, args.group_size
-    print(f"{args.model}, {n} two-number problems up to {args.max_number}, K = {k}, on {cpu_model()}")
+    print(f"{args.model}, {n} two-number problems up to {args.max_number}, K = {k}, on {machine_name()}")
     for template in args.templates:
         task = CountdownTask(
             min_numbers=2, max_numbers=2, max_number=args.max_number, train_size=n, test_size=16, template=template

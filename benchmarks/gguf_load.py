@@ -45,9 +45,9 @@ def main() -> None:
     if args.child:
         print(json.dumps(load_once(args.child)))
         return
-    from benchmarks.machine import cpu_model, usable_cores
+    from benchmarks.machine import machine_name, usable_cores
 
-    print(f"machine: {cpu_model()}, {usable_cores()} cores")
+    print(f"machine: {machine_name()}, {usable_cores()} cores")
     with tempfile.TemporaryDirectory() as cache:
         results = []
         for index in range(args.loads):

@@ -8,6 +8,8 @@ import subprocess
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+from insight_lightning.cpu_signature import cpu_signature, describe
+
 
 def cpu_model() -> str:
     """The CPU model as `lscpu` names it ("AMD EPYC", "Intel(R) Xeon(R) ..."); /proc/cpuinfo without lscpu."""
@@ -41,3 +43,14 @@ def package_versions(*packages: str) -> dict[str, str]:
         except PackageNotFoundError:
             found[package] = "absent"
     return found
+
+
+def machine_record() -> dict:
+    """What a results file stores about its machine: the model name, the usable cores and the CPU signature (what
+    makes floating point differ; compare figures exactly only between equal signatures)."""
+    return {"cpu": cpu_model(), "cores": usable_cores(), "signature": cpu_signature()}
+
+
+def machine_name() -> str:
+    """The CPU as a figure's caption names it: ``AMD EPYC (AuthenticAMD family 25 model 17, AVX512, torch ...)``."""
+    return f"{cpu_model()} ({describe(cpu_signature())})"

@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.machine import cpu_model  # noqa: E402
+from benchmarks.machine import machine_name  # noqa: E402
 from tasks.math import MathTask  # noqa: E402
 from tasks.math_equivalence import default_workers  # noqa: E402
 
@@ -43,7 +43,7 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=5.0, help="timeout_seconds of one check")
     parser.add_argument("--k", type=int, default=8, help="slow answers in the group")
     args = parser.parse_args()
-    print(f"machine: {cpu_model()}, {default_workers()} default workers, timeout {args.timeout:g} s")
+    print(f"machine: {machine_name()}, {default_workers()} default workers, timeout {args.timeout:g} s")
 
     task = MathTask(train_size=1, test_size=1, timeout_seconds=args.timeout)
     task.checker.start()

@@ -23,7 +23,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.machine import cpu_model  # noqa: E402
+from benchmarks.machine import machine_name  # noqa: E402
 from insight_lightning.config import RolloutConfig  # noqa: E402
 from insight_lightning.model_loading import LoraSettings, PolicyConfig  # noqa: E402
 from insight_lightning.policy import build_policy  # noqa: E402
@@ -75,7 +75,7 @@ def main() -> None:
     print(
         f"{args.model}, {args.prompts} prompts x K = {args.group_size}: {rows} rows of {batch.prompt_ids.shape[1]} "
         f"prompt + {batch.completion_ids.shape[1]} completion tokens, checkpointing {config.gradient_checkpointing}, "
-        f"on {cpu_model()}, {torch.get_num_threads()} threads"
+        f"on {machine_name()}, {torch.get_num_threads()} threads"
     )
     forward_backward(policy, batch, "never")  # warm-up: first-call allocations and kernel choices
     times: dict[str, list[float]] = {"never": [], "always": []}

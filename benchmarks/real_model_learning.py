@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 import yaml  # noqa: E402
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
 
-from benchmarks.machine import cpu_model, package_versions, usable_cores  # noqa: E402
+from benchmarks.machine import machine_record, package_versions  # noqa: E402
 from insight_lightning.cli import resolve_config  # noqa: E402
 from insight_lightning.config import ValidationConfig  # noqa: E402
 from insight_lightning.race.report import mean_interval  # noqa: E402
@@ -148,7 +148,7 @@ def main() -> None:
         "command": " ".join(["python", "benchmarks/real_model_learning.py", *sys.argv[1:]]),
         "overrides": overrides,
         "commit": subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip(),
-        "machine": {"cpu": cpu_model(), "cores": usable_cores()},
+        "machine": machine_record(),
         "versions": package_versions("torch", "transformers", "peft", "lightning"),
         "validation": validation,
         "seeds": records,

