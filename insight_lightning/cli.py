@@ -11,6 +11,7 @@ from pathlib import Path
 import lightning
 import yaml
 from jsonargparse import ActionConfigFile, ArgumentError, set_parsing_settings
+from lightning.pytorch.callbacks import ProgressBar
 from lightning.pytorch.cli import LightningCLI
 
 from insight_lightning.checkpoint_io import check_readable, install_checkpoint_io
@@ -18,6 +19,7 @@ from insight_lightning.cli_errors import explain
 from insight_lightning.data import PromptDataModule
 from insight_lightning.model_loading import PolicyLoadError
 from insight_lightning.module import GRPOModule
+from insight_lightning.step_progress import StepProgressBar
 from insight_lightning.vllm_engine import RolloutEngineError
 
 # The one-line docstrings under dataclass fields become the --help text of their options.
@@ -117,7 +119,14 @@ class InsightCLI(LightningCLI):
             self.config = self.parser.merge_config(typed, self.config)
 
     def instantiate_trainer(self, **kwargs):
-        """The trainer, with atomic checkpoint saves and one-sentence errors for checkpoints that cannot be read."""
+        """The trainer, with a progress bar counting RL steps (unless the config names its own or none), atomic
+        checkpoint saves and one-sentence errors for checkpoints that cannot be read."""
+        settings = self.config_init[self.subcommand]["trainer"] if self.subcommand else self.config_init["trainer"]
+        configured = settings.get("callbacks") or []
+        configured = configured if isinstance(configured, list) else [configured]
+        wants_bar = settings.get("enable_progress_bar") is not False
+        if wants_bar and "callbacks" not in kwargs and not any(isinstance(c, ProgressBar) for c in configured):
+            kwargs["callbacks"] = [*configured, StepProgressBar()]
         trainer = super().instantiate_trainer(**kwargs)
         install_checkpoint_io(trainer.strategy)
         return trainer

@@ -292,7 +292,10 @@ class GRPOModule(L.LightningModule):
         log_scalars(self.trainer, values, self.global_step)
         if warning and self.global_rank == 0:
             log.warning(warning)
-        self.log_dict({"reward": values["train/reward"], "acc": values["train/accuracy"]}, prog_bar=True, logger=False)
+        times = self.last_step_times
+        shown = {"rollout_s": times.rollout_s, "update_s": times.update_s}  # this rank's: no collective for a display
+        shown |= {"reward": values["train/reward"], "acc": values["train/accuracy"]}
+        self.log_dict(shown, prog_bar=True, logger=False)
         every = self.log_config.text_samples_every_n_steps
         if every and (self.global_step % every == 0 or self.global_step == 1):
             examples, completions, rewards = sample_rows(
