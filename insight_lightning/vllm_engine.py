@@ -23,6 +23,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -45,7 +46,7 @@ class VLLMSettings:
     gpu_memory_utilization: float = 0.3
     """CUDA: share of the GPU's memory the colocated engine takes for weights and KV cache (the rest trains)."""
     kv_cache_gib: float = 2.0
-    """CPU builds of vLLM: KV-cache space in GiB (VLLM_CPU_KVCACHE_SPACE)."""
+    """CPU builds of vLLM: KV-cache space in GiB of each colocated engine (an exported VLLM_CPU_KVCACHE_SPACE wins)."""
     max_model_len: int | None = None
     """Longest prompt + completion the engine accepts (null: rollout.max_prompt_tokens + the longest completion)."""
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
@@ -104,6 +105,14 @@ def completions_batch(
         mask.to(device),
         None if behaviour is None else behaviour.to(device),
     )
+
+
+def remove_engine_folders(adapters: AdapterFolders | None, owned_folder: str | None) -> None:
+    """Remove what a colocated engine wrote: its adapter folders and a base model saved for it alone."""
+    if adapters is not None:
+        adapters.close()
+    if owned_folder is not None:
+        shutil.rmtree(owned_folder, ignore_errors=True)
 
 
 class AdapterFolders:
@@ -244,11 +253,11 @@ class VLLMColocatedEngine(SyncedEngine):
             raise ValueError("rollout.vllm.sleep_mode needs a CUDA device (vLLM's sleep mode frees GPU memory)")
         self.serves_adapter = lora_rank is not None and settings.lora_sync == "adapter"
         self.adapters = AdapterFolders(settings.adapter_dir) if self.serves_adapter else None
-        atexit.register(self.close)
+        # Folders go when the engine is freed or at exit; a finalizer holds no reference to the engine (atexit's
+        # bound method did, so no engine was ever freed before the process ended: 2 GiB of KV cache each).
+        self.remove_folders = weakref.finalize(self, remove_engine_folders, self.adapters, owned_folder)
         # In-process engine core: apply_model reaches the model without pickling the weights to another process.
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
-        if not on_cuda:
-            os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", f"{settings.kv_cache_gib:g}")
         try:
             from vllm import LLM
         except ImportError as err:
@@ -268,6 +277,8 @@ class VLLMColocatedEngine(SyncedEngine):
         if on_cuda:
             kwargs["gpu_memory_utilization"] = settings.gpu_memory_utilization
             kwargs["enable_sleep_mode"] = settings.sleep_mode
+        else:  # per engine; a VLLM_CPU_KVCACHE_SPACE the user exported still wins (vLLM reads it over this)
+            kwargs["kv_cache_memory_bytes"] = int(settings.kv_cache_gib * 2**30)
         if self.serves_adapter:
             kwargs.update(enable_lora=True, max_lora_rank=lora_rank, max_loras=1)
         self.llm = LLM(**kwargs)
@@ -275,11 +286,8 @@ class VLLMColocatedEngine(SyncedEngine):
     def close(self) -> None:
         """Free the engine and remove its folders (adapters, a base saved for it); it cannot generate afterwards."""
         self.llm = None
-        gc.collect()
-        if self.adapters is not None:
-            self.adapters.close()
-        if self.owned_folder is not None:
-            shutil.rmtree(self.owned_folder, ignore_errors=True)
+        gc.collect()  # vLLM's objects hold reference cycles: its weights and KV cache go only with a collection
+        self.remove_folders()
 
     def push_weights(self, model: nn.Module) -> None:
         if self.serves_adapter:

