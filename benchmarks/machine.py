@@ -8,7 +8,7 @@ import subprocess
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from insight_lightning.cpu_signature import cpu_signature, describe
+from insight_lightning.cpu_signature import cpu_signature, cpuinfo_fields, describe
 
 
 def cpu_model() -> str:
@@ -21,12 +21,10 @@ def cpu_model() -> str:
         if line.startswith("Model name:"):
             return line.split(":", 1)[1].strip()
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+        name = cpuinfo_fields(Path("/proc/cpuinfo").read_text()).get("model name")
     except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
+        name = None
+    return name or platform.processor() or "unknown CPU"
 
 
 def usable_cores() -> int:

@@ -20,9 +20,6 @@ SHOWN = ("rollout_s", "update_s", "reward", "acc")
 class StepProgressBar(TQDMProgressBar):
     """Lightning's tqdm bar, counting RL steps over the whole run instead of batches per epoch."""
 
-    def __init__(self, refresh_rate: int = 1, process_position: int = 0) -> None:
-        super().__init__(refresh_rate=refresh_rate, process_position=process_position)
-
     def init_train_tqdm(self) -> Tqdm:
         trainer = self.trainer
         return Tqdm(
