@@ -1,6 +1,6 @@
 """The sampler race (same as `python -m insight_lightning.race`): does InSight train faster than the baselines?
 
-python benchmarks/sampler_race.py --quick --jobs 2 --out race/quick
+python benchmarks/sampler_race.py --quick --jobs 2 --budget-minutes 25
 """
 
 import sys

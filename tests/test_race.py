@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, subprocess_env
 
+from insight_lightning.cpu_signature import describe
 from insight_lightning.race.plan import RaceSettings, RunSpec, all_runs
 from insight_lightning.race.report import area_under_curve, markdown, mean_curve, mean_interval, speed_up, summarise
 
@@ -48,8 +49,8 @@ def test_summary_puts_the_baseline_first_and_reports_cost():
             "accuracy": [(0, 0.1), (10, acc + 0.01 * k)],
             "rollouts": r,
             "wall_s": 5.0,
-            "frac_zero_variance": 0.5,
-            "frac_unseen": 0.25 * (k + 1),
+            "zero_variance_share": [(1, 0.25), (2, 0.75)],
+            "unseen_share": [(1, 0.25 * (k + 1))],
         }
         for s, acc, r in (("insight", 0.3, 100), ("uniform", 0.2, 100), ("dynamic_sampling", 0.25, 400))
         for k in range(2)
@@ -58,8 +59,8 @@ def test_summary_puts_the_baseline_first_and_reports_cost():
     assert [r["sampler"] for r in rows] == ["uniform", "dynamic_sampling", "insight"]
     assert rows[2]["final"] == pytest.approx(0.305) and rows[1]["rollouts"] == 400
     assert rows[0]["frac_unseen"] == pytest.approx(0.375)
-    # results from before the field existed still summarise; the table shows "-" for them
-    del runs[0]["frac_unseen"]
+    # a run that logged no shares (no selection callback) summarises; the table shows "-" for it
+    runs[0]["unseen_share"] = []
     table = markdown(summarise(runs), {"main": 10})
     (insight_line,) = [line for line in table.splitlines() if line.startswith("| insight |")]
     assert "| never-seen prompts picked |" in table and insight_line.endswith("| 50% | - |")
@@ -71,10 +72,33 @@ def test_regimes_size_the_pool_from_steps_and_batch():
     assert len(all_runs(settings)) == 2 * 5 * 6 and RunSpec("main", "insight", 3).name == "main__insight__seed3"
 
 
+TOY_RACE = [
+    "--prompts-per-step",
+    "4",
+    "--group-size",
+    "4",
+    "--eval-problems",
+    "8",
+    "--eval-samples",
+    "1",
+    "--warm-start-steps",
+    "30",
+    "--max-new-tokens",
+    "16",
+    "--regimes",
+    "main",
+]
+
+
+def race(tmp_path: Path, *args: str, name: str = "toy", timeout: int = 900) -> subprocess.CompletedProcess:
+    """One invocation of a toy race whose ledger lives in tmp_path/ledger/NAME and work files in tmp_path/work."""
+    where = ["--name", name, "--ledger-root", str(tmp_path / "ledger"), "--out", str(tmp_path / "work")]
+    command = [sys.executable, "-m", "insight_lightning.race", *where, *TOY_RACE, *args]
+    return subprocess.run(command, cwd=ROOT, env=subprocess_env(), capture_output=True, text=True, timeout=timeout)
+
+
 def test_a_miniature_race_runs_resumes_and_reports(tmp_path):
     args = [
-        "--out",
-        str(tmp_path),
         "--jobs",
         "2",
         "--samplers",
@@ -84,57 +108,121 @@ def test_a_miniature_race_runs_resumes_and_reports(tmp_path):
         "2",
         "--steps",
         "2",
-        "--prompts-per-step",
-        "4",
-        "--group-size",
-        "4",
         "--eval-every",
         "2",
-        "--eval-problems",
-        "8",
-        "--eval-samples",
-        "1",
-        "--warm-start-steps",
-        "30",
-        "--max-new-tokens",
-        "16",
-        "--regimes",
-        "main",
     ]
-    command = [sys.executable, "-m", "insight_lightning.race", *args]
-    first = subprocess.run(command, cwd=ROOT, env=subprocess_env(), capture_output=True, text=True, timeout=900)
+    first = race(tmp_path, *args)
     assert first.returncode == 0, first.stderr[-3000:]
-    results = sorted((tmp_path / "results").glob("*.json"))
+    assert "all 4 runs are in" in first.stdout
+    folder = tmp_path / "ledger" / "toy"
+    results = sorted((folder / "runs").glob("*.json"))
     assert [p.stem for p in results] == [f"main__{s}__seed{k}" for s in ("insight-score-mi", "uniform") for k in (0, 1)]
     record = json.loads(results[0].read_text())
     assert [step for step, _ in record["accuracy"]] == [0, 2] and record["rollouts"] == 2 * 4 * 4
-    assert 0 < record["frac_unseen"] <= 1  # read from the run's selection/frac_unseen
-    assert "| uniform | 2 |" in (tmp_path / "race.md").read_text()
-    (paired,) = json.loads((tmp_path / "race.json").read_text())["paired"]["main"]
+    # the per-step selection shares, read from the run's TensorBoard events
+    assert [step for step, _ in record["zero_variance_share"]] == [step for step, _ in record["unseen_share"]]
+    assert [v for _, v in record["unseen_share"]] == [1.0, 0.0]  # a pool of 4 and 4 prompts a step: all, then none
+    assert record["machine"]["capability"] and len(record["start"]) == 16 and record["pool"]["size"] == 4
+    assert "| uniform | 2 |" in (folder / "race.md").read_text()
+    assert "start " + record["start"] + ": 4 runs" in (folder / "race.md").read_text()
+    (paired,) = json.loads((folder / "race.json").read_text())["paired"]["main"]
     assert paired["sampler"] == "insight:score=mi" and paired["seeds"] == 2
-    config = (tmp_path / "runs" / "main__insight-score-mi__seed0" / "version_0" / "config.yaml").read_text()
+    config = (tmp_path / "work" / "runs" / "main__insight-score-mi__seed0" / "version_0" / "config.yaml").read_text()
     assert "class_path: samplers.InSightSampler" in config and "score: mi" in config
-    csv_rows = (tmp_path / "race.csv").read_text().splitlines()
+    csv_rows = (folder / "race.csv").read_text().splitlines()
     assert csv_rows[0] == "regime,sampler,seed,step,val_accuracy" and len(csv_rows) == 1 + 4 * 2
-    assert (tmp_path / "race_main.png").stat().st_size > 1000
-    assert len(list((tmp_path / "runs").glob("main__*/version_0/events.*"))) == 4
+    assert (folder / "race_main.png").stat().st_size > 1000
     # every run starts from the one shared warm-start: the same accuracy before RL for the same seed
     before = {p.stem: json.loads(p.read_text())["accuracy"][0][1] for p in results}
     assert before["main__insight-score-mi__seed0"] == before["main__uniform__seed0"]
-    again = subprocess.run(command, cwd=ROOT, env=subprocess_env(), capture_output=True, text=True, timeout=300)
-    assert again.returncode == 0 and "resuming: 4 runs already finished" in again.stdout
-    # an interrupted run (no result yet, a partial events file left behind) is rerun from a clean log folder
-    (tmp_path / "results" / "main__uniform__seed1.json").unlink()
-    stale_dir = tmp_path / "runs" / "main__uniform__seed1" / "version_0"
+    again = race(tmp_path, *args, timeout=300)
+    assert again.returncode == 0 and "resuming: 4 runs already in" in again.stdout
+    # an interrupted run (no ledger file yet, a partial events file left behind) is rerun from a clean log folder
+    (folder / "runs" / "main__uniform__seed1.json").unlink()
+    stale_dir = tmp_path / "work" / "runs" / "main__uniform__seed1" / "version_0"
     (stale_file,) = stale_dir.glob("events.*")
     shutil.copy(stale_file, stale_dir / "events.out.tfevents.0.interrupted")
-    rerun = subprocess.run(command, cwd=ROOT, env=subprocess_env(), capture_output=True, text=True, timeout=300)
-    assert rerun.returncode == 0 and "resuming: 3 runs already finished" in rerun.stdout
+    rerun = race(tmp_path, *args, timeout=300)
+    assert rerun.returncode == 0 and "resuming: 3 runs already in" in rerun.stdout
     assert len(list(stale_dir.glob("events.*"))) == 1
-    rerun_record = json.loads((tmp_path / "results" / "main__uniform__seed1.json").read_text())
+    rerun_record = json.loads((folder / "runs" / "main__uniform__seed1.json").read_text())
     assert [step for step, _ in rerun_record["accuracy"]] == [0, 2]
-    other = subprocess.run([*command, "--seeds", "3"], cwd=ROOT, env=subprocess_env(), capture_output=True, text=True)
+    other = race(tmp_path, *args, "--seeds", "3", timeout=300)
     assert other.returncode != 0 and "holds a race with other settings" in other.stderr
+    # the report is rebuilt from the ledger alone
+    (folder / "race.md").unlink()
+    rebuilt = race(tmp_path, *args, "--report-only", timeout=300)
+    assert rebuilt.returncode == 0 and "| uniform | 2 |" in (folder / "race.md").read_text()
+
+
+def without_wall_time(folder: Path) -> dict:
+    """A ledger's runs and report with the measured wall times (which no two invocations share) taken out."""
+    runs = {}
+    for path in sorted((folder / "runs").glob("*.json")):
+        record = json.loads(path.read_text())
+        assert record.pop("wall_s") > 0
+        runs[path.name] = record
+    report = json.loads((folder / "race.json").read_text())
+    for rows in report["summary"].values():
+        for row in rows:
+            row.pop("wall_s")
+    return {"runs": runs, "report": report, "csv": (folder / "race.csv").read_text()}
+
+
+def test_two_budgeted_pieces_make_the_ledger_of_one_invocation(tmp_path):
+    args = ["--jobs", "1", "--samplers", "uniform", "--seeds", "2", "--steps", "1", "--eval-every", "1"]
+    # Nothing is measured yet, so the first piece runs one run to measure; its budget then starts no other.
+    first = race(tmp_path, *args, "--budget-minutes", "0.01", name="pieces")
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "1 of 2 runs remain (the budget is spent)" in first.stdout
+    assert [p.stem for p in (tmp_path / "ledger" / "pieces" / "runs").glob("*.json")] == ["main__uniform__seed0"]
+    second = race(tmp_path, *args, "--budget-minutes", "30", name="pieces")
+    assert second.returncode == 0 and "all 2 runs are in" in second.stdout, second.stderr[-3000:]
+    whole = race(tmp_path, *args, "--budget-minutes", "30", name="whole")
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    pieces = without_wall_time(tmp_path / "ledger" / "pieces")
+    assert pieces == without_wall_time(tmp_path / "ledger" / "whole") and len(pieces["runs"]) == 2
+
+
+def test_budget_uses_measured_times_and_units_stay_on_their_machine():
+    from insight_lightning.race.ledger import estimated_seconds, units_begun_elsewhere
+
+    avx512 = {"vendor": "AuthenticAMD", "family": "25", "model": "17", "capability": "AVX512", "torch": "2.13.0+cpu"}
+    avx2 = {**avx512, "model": "1", "capability": "AVX2"}
+
+    def record(sampler, seed, wall_s, machine=avx512, start="aa"):
+        return {"regime": "main", "sampler": sampler, "seed": seed, "wall_s": wall_s, "machine": machine,
+                "start": start}  # fmt: skip
+
+    here = describe(avx512)
+    records = [record("uniform", 0, 100.0), record("uniform", 1, 120.0), record("insight", 0, 300.0, avx2)]
+    assert estimated_seconds(RunSpec("main", "uniform", 2), records, here) == pytest.approx(110.0)
+    # no insight run on this signature yet: the mean of this signature's runs, not the other machine's 300 s
+    assert estimated_seconds(RunSpec("main", "insight", 1), records, here) == pytest.approx(110.0)
+    assert estimated_seconds(RunSpec("main", "uniform", 0), [], here) is None
+    # seed 0 was begun on the AVX2 machine as well, seed 1 on this one with another warm-start
+    records.append(record("mopps", 1, 90.0, start="bb"))
+    assert units_begun_elsewhere(records, (here, "aa")) == {("main", 0): describe(avx2), ("main", 1): here}
+
+
+def test_the_report_names_its_machines_and_refuses_to_pair_across_signatures(tmp_path):
+    from insight_lightning.race.ledger import Ledger
+    from insight_lightning.race.report import write_report
+
+    avx512 = {"vendor": "AuthenticAMD", "family": "25", "model": "17", "capability": "AVX512", "torch": "2.13.0+cpu"}
+    avx2 = {**avx512, "model": "1", "capability": "AVX2"}
+    ledger = Ledger(tmp_path / "race")
+    for sampler, seed, machine in (("uniform", 0, avx512), ("insight", 0, avx512), ("insight", 1, avx2)):
+        ledger.write(
+            {"run": f"main__{sampler}__seed{seed}", "regime": "main", "sampler": sampler, "seed": seed,
+             "pool": {"size": 10}, "accuracy": [[0, 0.1], [10, 0.2 + seed]], "zero_variance_share": [[1, 0.5]],
+             "unseen_share": [[1, 0.25]], "rollouts": 100, "wall_s": 5.0, "machine": machine, "start": "aa"}
+        )  # fmt: skip
+    text = write_report(tmp_path / "race")
+    assert f"- {describe(avx512)}, start aa: 2 runs" in text and f"- {describe(avx2)}, start aa: 1 runs" in text
+    assert "never across signatures; 1 runs have no uniform run to pair with" in text
+    (row,) = json.loads((tmp_path / "race" / "race.json").read_text())["paired"]["main"]
+    assert row["seeds"] == 1
 
 
 def test_paired_differences_bootstrap_and_power():
@@ -147,6 +235,7 @@ def test_paired_differences_bootstrap_and_power():
             "seed": seed,
             "accuracy": [(0, 0.1), (10, final)],
             "rollouts": rollouts,
+            "machine": {"vendor": "v", "family": "1", "model": "2", "capability": "AVX2", "torch": "2"},
         }
 
     offsets = [0.0, 0.1, -0.05, 0.2]  # a large seed-to-seed spread that both samplers share

@@ -1,4 +1,6 @@
 """The sampler race: every sampler trained from the same start, over seeds and pool regimes, scored on a test set.
 
-python -m insight_lightning.race --quick --jobs 2 --out race/quick      (or benchmarks/sampler_race.py)
+python -m insight_lightning.race --quick --jobs 2 --budget-minutes 25      (or benchmarks/sampler_race.py)
+
+Each finished run is one file of the race's ledger, docs/results/race/NAME/runs/; the report is rebuilt from it.
 """

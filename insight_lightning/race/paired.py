@@ -62,17 +62,22 @@ def bootstrap_speed_up(
     return draws[int(0.025 * (len(draws) - 1))], draws[int(0.975 * (len(draws) - 1))]
 
 
-def pairing_key(result: dict) -> tuple[int, str | None]:
-    """The seed and the CPU signature a run was made on (None for results recorded before signatures were)."""
-    machine = result.get("machine")
-    return result["seed"], None if machine is None else describe(machine)
+def pairing_key(result: dict) -> tuple[int, str, str | None]:
+    """The seed, the CPU signature a run was made on and the digest of the weights it started from."""
+    return result["seed"], describe(result["machine"]), result.get("start")
+
+
+def unpaired_runs(results: list[dict], baseline: str = "uniform") -> int:
+    """How many runs of other samplers have no baseline run of their regime, seed, signature and warm-start."""
+    keys = {(r["regime"], pairing_key(r)) for r in results if r["sampler"] == baseline}
+    return sum(r["sampler"] != baseline and (r["regime"], pairing_key(r)) not in keys for r in results)
 
 
 def paired_summary(results: list[dict], baseline: str = "uniform") -> dict[str, list[dict]]:
     """Per regime, one row per sampler: mean paired differences against the baseline over the seeds both ran.
 
-    A pair is one seed run by both on one CPU signature (``machine``): runs of a seed made on machines whose
-    floating point differs start from different warm-starts and do not pair."""
+    A pair is one seed run by both on one CPU signature (``machine``) from one warm-start (``start``): runs of a
+    seed made on machines whose floating point differs start from different weights and do not pair."""
     table: dict[str, list[dict]] = {}
     for regime in sorted({r["regime"] for r in results}):
         runs: dict[str, dict[int, dict]] = defaultdict(dict)

@@ -48,17 +48,21 @@ class RaceSettings:
             return selections
         raise ValueError(f"unknown regime '{regime}' (main or large)")
 
-    def fingerprint(self) -> str:
-        """Identifies the settings; the project's own config is named relative to the checkout, wherever it is."""
+    def portable(self) -> dict:
+        """The settings as a dict in which the project's own config is named relative to the checkout."""
         settings = asdict(self)
         config = Path(self.config).resolve()
         if config.is_relative_to(ROOT):
             settings["config"] = str(config.relative_to(ROOT))
-        return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
+        return settings
+
+    def fingerprint(self) -> str:
+        """Identifies the settings, wherever the checkout is."""
+        return hashlib.sha256(json.dumps(self.portable(), sort_keys=True).encode()).hexdigest()[:12]
 
 
 QUICK = dict(
-    samplers=("uniform", "insight", "mopps"),
+    samplers=("uniform", "insight", "mopps", "informative_group"),
     seeds=4,
     steps=40,
     prompts_per_step=32,
@@ -67,7 +71,8 @@ QUICK = dict(
     eval_samples=2,
     regimes=("main",),
 )
-"""--quick: the paper's main regime (each prompt selected ~13 times) at CPU size, the three central samplers."""
+"""--quick: the paper's main regime (each prompt selected ~13 times) at CPU size, the three central samplers and
+`informative_group`."""
 
 
 @dataclass(frozen=True)

@@ -101,6 +101,11 @@ def speed_up(baseline: list[tuple[int, float]], other: list[tuple[int, float]]) 
     return None if need_other is None else need_baseline / need_other
 
 
+def series_mean(series: list[tuple[int, float]]) -> float:
+    """The mean over steps of a per-step share (nan when the run logged none)."""
+    return sum(v for _, v in series) / len(series) if series else math.nan
+
+
 def summarise(results: list[dict], baseline: str = "uniform") -> dict[str, list[dict]]:
     """Per regime, one row per sampler."""
     table: dict[str, list[dict]] = {}
@@ -127,9 +132,8 @@ def summarise(results: list[dict], baseline: str = "uniform") -> dict[str, list[
                     "speed_up": up,
                     "rollouts": sum(r["rollouts"] for r in runs) / len(runs),
                     "wall_s": sum(r["wall_s"] for r in runs) / len(runs),
-                    "frac_zero_variance": sum(r["frac_zero_variance"] for r in runs) / len(runs),
-                    # results written before this field existed have no value: nan, shown as "-"
-                    "frac_unseen": sum(r.get("frac_unseen", math.nan) for r in runs) / len(runs),
+                    "frac_zero_variance": sum(series_mean(r["zero_variance_share"]) for r in runs) / len(runs),
+                    "frac_unseen": sum(series_mean(r["unseen_share"]) for r in runs) / len(runs),
                 }
             )
         table[regime] = summary
@@ -197,16 +201,36 @@ def plot(results: list[dict], regime: str, path: Path) -> None:
     plt.close(fig)
 
 
-def write_report(out: Path, pools: dict[str, int]) -> str:
-    from insight_lightning.race.paired import paired_markdown, paired_summary  # paired imports this module
+def machines_markdown(results: list[dict], unpaired: int, baseline: str = "uniform") -> str:
+    """Which machines contributed, and the pairing rule in one sentence."""
+    from insight_lightning.race.ledger import machines
 
-    results = [json.loads(p.read_text()) for p in sorted((out / "results").glob("*.json"))]
+    lines = ["Runs made on (CPU signature, warm-start digest):", ""]
+    lines += [f"- {signature}, start {start or 'none'}: {n} runs" for signature, start, n in machines(results)]
+    left_out = f"; {unpaired} runs have no {baseline} run to pair with and are left out of the paired table"
+    rule = "A seed's runs are paired only when made on one CPU signature from one warm-start, never across signatures"
+    lines += ["", rule + (left_out if unpaired else "") + ".", ""]
+    return "\n".join(lines)
+
+
+def write_report(folder: Path) -> str:
+    """race.md, race.json, race.csv and race_<regime>.png in `folder`, from its ledger (`folder/runs`) alone."""
+    from insight_lightning.race.ledger import Ledger
+    from insight_lightning.race.paired import paired_markdown, paired_summary, unpaired_runs  # paired imports this
+
+    results = Ledger(folder).records()
+    if not results:
+        raise ValueError(f"{folder / 'runs'} holds no finished runs to report")
+    pools = {r["regime"]: r["pool"]["size"] for r in results}
     table = summarise(results)
     paired = paired_summary(results)
-    text = markdown(table, pools) + "\n" + paired_markdown(paired)
-    (out / "race.md").write_text(text)
-    (out / "race.json").write_text(json.dumps({"pools": pools, "summary": table, "paired": paired}, indent=1) + "\n")
-    write_csv(results, out / "race.csv")
+    text = "\n".join(
+        [markdown(table, pools), paired_markdown(paired), machines_markdown(results, unpaired_runs(results))]
+    )
+    (folder / "race.md").write_text(text)
+    summary = {"pools": pools, "summary": table, "paired": paired}
+    (folder / "race.json").write_text(json.dumps(summary, indent=1) + "\n")
+    write_csv(results, folder / "race.csv")
     for regime in table:
-        plot(results, regime, out / f"race_{regime}.png")
+        plot(results, regime, folder / f"race_{regime}.png")
     return text

@@ -1,7 +1,8 @@
-"""Running a race: the shared warm-start, then every run in parallel processes, resumable, with progress."""
+"""Running a race: the shared warm-start, then the runs the ledger lacks in parallel processes, within a budget."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -10,12 +11,15 @@ import subprocess
 import sys
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from insight_lightning.cpu_signature import cpu_signature
+from insight_lightning.cpu_signature import cpu_signature, describe
+from insight_lightning.race.ledger import Ledger, commit, estimated_seconds, unit_of, units_begun_elsewhere
 from insight_lightning.race.plan import (
     ROOT,
     RaceSettings,
@@ -61,24 +65,32 @@ def prepare_start(settings: RaceSettings, out: Path, threads: int) -> Path | Non
 
 
 def read_run(log_dir: Path) -> dict:
-    """The scalars a race needs from one run's TensorBoard events."""
+    """What the ledger keeps of one run's TensorBoard events: every evaluation and the per-step selection shares."""
     events = EventAccumulator(str(log_dir), size_guidance={"scalars": 0})
     events.Reload()
 
-    def series(tag: str) -> list[tuple[int, float]]:
-        return [(e.step, e.value) for e in events.Scalars(tag)] if tag in events.Tags()["scalars"] else []
-
-    def mean(tag: str) -> float:
-        values = [v for _, v in series(tag)]
-        return sum(values) / len(values) if values else float("nan")
+    def series(tag: str) -> list[list[float]]:
+        return [[e.step, e.value] for e in events.Scalars(tag)] if tag in events.Tags()["scalars"] else []
 
     rollouts = series("train/rollouts_total")
     return {
         "accuracy": series("val/accuracy"),
-        "rollouts": rollouts[-1][1] if rollouts else 0.0,
-        "frac_zero_variance": mean("selection/frac_zero_variance"),
-        "frac_unseen": mean("selection/frac_unseen"),
+        "zero_variance_share": series("selection/frac_zero_variance"),
+        "unseen_share": series("selection/frac_unseen"),
+        "rollouts": int(rollouts[-1][1]) if rollouts else 0,
     }
+
+
+def start_digest(start: Path | None) -> str | None:
+    """SHA-256 (first 16 hex digits) of the warm-started weights every run loads; None for a real model's own."""
+    if start is None:
+        return None
+    state = torch.load(start, map_location="cpu", weights_only=True)["state_dict"]
+    digest = hashlib.sha256()
+    for name, tensor in sorted(state.items()):
+        digest.update(name.encode())
+        digest.update(tensor.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:16]
 
 
 class Progress:
@@ -97,18 +109,28 @@ class Progress:
         self.say(text)
 
 
-def execute(settings: RaceSettings, run: RunSpec, start: Path | None, out: Path, threads: int, progress: Progress):
-    """Train one run (unless its result exists) and store its result atomically."""
-    result_file = out / "results" / f"{run.name}.json"
-    if result_file.is_file():
-        return
-    log_root = out / "runs"
+@dataclass(frozen=True)
+class RaceContext:
+    """What every run of one invocation shares."""
+
+    settings: RaceSettings
+    ledger: Ledger
+    work: Path
+    start: Path | None
+    start_digest: str | None
+    threads: int
+    progress: Progress
+
+
+def execute(race: RaceContext, run: RunSpec) -> float:
+    """Train one run and write its ledger file; returns its wall time."""
+    log_root = race.work / "runs"
     # An interrupted attempt may have left events in this run's log folder; the rerun must not read them back.
     shutil.rmtree(log_root / run.name, ignore_errors=True)
     started = time.perf_counter()
     proc = subprocess.Popen(
-        cli_command(run_args(settings, run, start, log_root)),
-        env=run_env(threads),
+        cli_command(run_args(race.settings, run, race.start, log_root)),
+        env=run_env(race.threads),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -119,44 +141,81 @@ def execute(settings: RaceSettings, run: RunSpec, start: Path | None, out: Path,
         tail = (tail + [line])[-40:]
         match = VALIDATION_LINE.search(line)
         if match:
-            progress.say(
-                f"{run.name}: step {match.group(1)}/{settings.steps}, val/accuracy {float(match.group(2)):.3f}"
+            race.progress.say(
+                f"{run.name}: step {match.group(1)}/{race.settings.steps}, val/accuracy {float(match.group(2)):.3f}"
             )
     if proc.wait() != 0:
         raise RuntimeError(f"run {run.name} failed:\n{''.join(tail)}")
-    record = {
-        "run": run.name,
-        "regime": run.regime,
-        "sampler": run.sampler,
-        "seed": run.seed,
-        "machine": cpu_signature(),  # runs pair only within one signature
-        "wall_s": time.perf_counter() - started,
-        **read_run(log_root / run.name / "version_0"),
-    }
-    result_file.parent.mkdir(parents=True, exist_ok=True)
-    tmp = result_file.with_suffix(".tmp")
-    tmp.write_text(json.dumps(record))
-    os.replace(tmp, result_file)
-    progress.finished(f"{run.name} done in {record['wall_s']:.0f} s")
+    wall_s = time.perf_counter() - started
+    race.ledger.write(
+        {
+            "run": run.name,
+            "regime": run.regime,
+            "sampler": run.sampler,
+            "seed": run.seed,
+            "fingerprint": race.settings.fingerprint(),
+            "pool": {"size": race.settings.pool_size(run.regime), "drawn_with_seed": run.seed},
+            **read_run(log_root / run.name / "version_0"),
+            "wall_s": wall_s,
+            "threads": race.threads,
+            "machine": cpu_signature(),  # runs pair only within one signature and warm-start
+            "start": race.start_digest,
+            "commit": commit(),
+        }
+    )
+    race.progress.finished(f"{run.name} done in {wall_s:.0f} s")
+    return wall_s
 
 
-def run_race(settings: RaceSettings, out: Path, jobs: int) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    saved = out / "settings.json"
+def run_race(settings: RaceSettings, ledger: Ledger, work: Path, jobs: int, budget_s: float | None = None) -> str:
+    """Run what the ledger lacks, unit by unit, starting no run that cannot finish within the budget (seconds from
+    the call); returns one line on what remains."""
+    began = time.monotonic()
+    ledger.claim(settings)
+    work.mkdir(parents=True, exist_ok=True)
+    saved = work / "settings.json"
     if saved.is_file() and json.loads(saved.read_text())["fingerprint"] != settings.fingerprint():
-        raise ValueError(f"{out} holds a race with other settings; use another --out folder")
-    saved.write_text(json.dumps({"fingerprint": settings.fingerprint(), "settings": settings.__dict__}, default=list))
+        raise ValueError(f"{work} holds a race with other settings; use another --out folder")
+    saved.write_text(json.dumps({"fingerprint": settings.fingerprint(), "settings": settings.portable()}))
     if not pairs_evaluations(settings):
         print("[race] a vLLM engine samples with its own generator: evaluations are not paired across samplers")
     cores = os.cpu_count() or 1
-    threads = max(1, cores // jobs)
-    start = prepare_start(settings, out, max(1, cores))
+    start = prepare_start(settings, work, cores)
+    signature = describe(cpu_signature())
+    here = (signature, start_digest(start))
     runs = all_runs(settings)
-    pending = [r for r in runs if not (out / "results" / f"{r.name}.json").is_file()]
-    progress = Progress(len(runs))
-    progress.done = len(runs) - len(pending)
-    if progress.done:
-        progress.say(f"resuming: {progress.done} runs already finished")
+    elsewhere = units_begun_elsewhere(ledger.records(), here)
+    for (regime, seed), other in sorted(elsewhere.items()):
+        if any(unit_of(r) == (regime, seed) and not ledger.has(r) for r in runs):
+            print(f"[race] {regime} seed {seed} was begun on {other}; it is finished there, not here (no pairs)")
+    queue = [r for r in runs if not ledger.has(r) and unit_of(r) not in elsewhere]
+    race = RaceContext(settings, ledger, work, start, here[1], max(1, cores // jobs), Progress(len(runs)))
+    race.progress.done = len(runs) - len([r for r in runs if not ledger.has(r)])
+    if race.progress.done:
+        race.progress.say(f"resuming: {race.progress.done} runs already in {ledger.runs_dir}")
+    deadline = None if budget_s is None else began + budget_s
+    out_of_time = False
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        for future in [pool.submit(execute, settings, r, start, out, threads, progress) for r in pending]:
-            future.result()
+        running: dict = {}
+        while queue or running:
+            while queue and len(running) < jobs and not out_of_time:
+                if deadline is not None:
+                    estimate = estimated_seconds(queue[0], ledger.records(), signature)
+                    if estimate is None and running:
+                        break  # nothing measured yet: one run measures before others start blind
+                    if estimate is not None and time.monotonic() + estimate > deadline:
+                        out_of_time = True
+                        break
+                run = queue.pop(0)
+                running[pool.submit(execute, race, run)] = run
+            if not running:
+                break
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                del running[future]
+                future.result()
+    remaining = len([r for r in runs if not ledger.has(r)])
+    if not remaining:
+        return f"[race] all {len(runs)} runs are in {ledger.runs_dir}"
+    reason = "the budget is spent" if out_of_time else "the rest wait for the machines that began their units"
+    return f"[race] {remaining} of {len(runs)} runs remain ({reason}); run the same command again to continue"
