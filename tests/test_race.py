@@ -147,8 +147,12 @@ def test_a_miniature_race_runs_resumes_and_reports(tmp_path):
     assert len(list(stale_dir.glob("events.*"))) == 1
     rerun_record = json.loads((folder / "runs" / "main__uniform__seed1.json").read_text())
     assert [step for step, _ in rerun_record["accuracy"]] == [0, 2]
-    other = race(tmp_path, *args, "--seeds", "3", timeout=300)
+    other = race(tmp_path, *args, "--lr", "0.1", timeout=300)
     assert other.returncode != 0 and "holds a race with other settings" in other.stderr
+    # a third seed grows the same race: only its two runs are made
+    grown = race(tmp_path, *args, "--seeds", "3", timeout=300)
+    assert grown.returncode == 0 and "resuming: 4 runs already in" in grown.stdout, grown.stderr[-3000:]
+    assert len(list((folder / "runs").glob("*.json"))) == 6
     # the report is rebuilt from the ledger alone
     (folder / "race.md").unlink()
     rebuilt = race(tmp_path, *args, "--report-only", timeout=300)

@@ -285,7 +285,8 @@ def test_a_race_runs_every_sampler_through_the_colocated_engine(tmp_path):
 
     from conftest import ROOT, subprocess_env
 
-    args = ["--out", str(tmp_path), "--jobs", "1", "--samplers", "uniform", "insight", "--seeds", "1", "--steps", "2"]
+    args = ["--out", str(tmp_path), "--ledger-root", str(tmp_path / "ledger"), "--name", "vllm"]
+    args += ["--jobs", "1", "--samplers", "uniform", "insight", "--seeds", "1", "--steps", "2"]
     args += ["--prompts-per-step", "4", "--group-size", "4", "--eval-every", "2", "--eval-problems", "8"]
     args += ["--eval-samples", "1", "--warm-start-steps", "30", "--max-new-tokens", "16", "--regimes", "main"]
     args += ["--", "--model.rollout.engine=vllm", f"--model.rollout.vllm.kv_cache_gib={KV_CACHE_GIB}"]
@@ -293,7 +294,7 @@ def test_a_race_runs_every_sampler_through_the_colocated_engine(tmp_path):
     result = subprocess.run(command, cwd=ROOT, env=subprocess_env(), capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     for sampler in ("uniform", "insight"):
-        record = json.loads((tmp_path / "results" / f"main__{sampler}__seed0.json").read_text())
+        record = json.loads((tmp_path / "ledger" / "vllm" / "runs" / f"main__{sampler}__seed0.json").read_text())
         assert [step for step, _ in record["accuracy"]] == [0, 2] and record["rollouts"] == 2 * 4 * 4
     runs = list((tmp_path / "runs").glob("main__*/version_0/events.*"))
     assert len(runs) == 2

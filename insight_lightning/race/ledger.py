@@ -46,13 +46,17 @@ class Ledger:
         os.replace(tmp, target)
 
     def claim(self, settings: RaceSettings) -> None:
-        """Record the settings, or refuse settings other than those the ledger's runs were made with."""
-        saved = self.folder / "settings.json"
-        if saved.is_file() and json.loads(saved.read_text())["fingerprint"] != settings.fingerprint():
-            raise ValueError(f"{self.folder} holds a race with other settings; give it another --name")
-        self.folder.mkdir(parents=True, exist_ok=True)
-        text = json.dumps({"fingerprint": settings.fingerprint(), "settings": settings.portable()}, indent=1)
-        saved.write_text(text + "\n")
+        claim_folder(self.folder, settings, "give it another --name")
+
+
+def claim_folder(folder: Path, settings: RaceSettings, remedy: str) -> None:
+    """Record the run settings in folder/settings.json, or refuse settings other than those recorded there."""
+    saved = folder / "settings.json"
+    if saved.is_file() and json.loads(saved.read_text())["fingerprint"] != settings.fingerprint():
+        raise ValueError(f"{folder} holds a race with other settings; {remedy}")
+    folder.mkdir(parents=True, exist_ok=True)
+    text = json.dumps({"fingerprint": settings.fingerprint(), "settings": settings.run_settings()}, indent=1)
+    saved.write_text(text + "\n")
 
 
 def identity(record: dict) -> tuple[str, str | None]:

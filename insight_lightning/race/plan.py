@@ -56,9 +56,14 @@ class RaceSettings:
             settings["config"] = str(config.relative_to(ROOT))
         return settings
 
+    def run_settings(self) -> dict:
+        """What decides each run's result: all but the samplers and seeds, which only say which runs a race has
+        (so adding seeds or samplers grows the same race)."""
+        return {k: v for k, v in self.portable().items() if k not in ("samplers", "seeds")}
+
     def fingerprint(self) -> str:
-        """Identifies the settings, wherever the checkout is."""
-        return hashlib.sha256(json.dumps(self.portable(), sort_keys=True).encode()).hexdigest()[:12]
+        """Identifies the run settings, wherever the checkout is."""
+        return hashlib.sha256(json.dumps(self.run_settings(), sort_keys=True).encode()).hexdigest()[:12]
 
 
 QUICK = dict(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 import shutil
@@ -19,7 +18,14 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from insight_lightning.cpu_signature import cpu_signature, describe
-from insight_lightning.race.ledger import Ledger, commit, estimated_seconds, unit_of, units_begun_elsewhere
+from insight_lightning.race.ledger import (
+    Ledger,
+    claim_folder,
+    commit,
+    estimated_seconds,
+    unit_of,
+    units_begun_elsewhere,
+)
 from insight_lightning.race.plan import (
     ROOT,
     RaceSettings,
@@ -172,11 +178,7 @@ def run_race(settings: RaceSettings, ledger: Ledger, work: Path, jobs: int, budg
     the call); returns one line on what remains."""
     began = time.monotonic()
     ledger.claim(settings)
-    work.mkdir(parents=True, exist_ok=True)
-    saved = work / "settings.json"
-    if saved.is_file() and json.loads(saved.read_text())["fingerprint"] != settings.fingerprint():
-        raise ValueError(f"{work} holds a race with other settings; use another --out folder")
-    saved.write_text(json.dumps({"fingerprint": settings.fingerprint(), "settings": settings.portable()}))
+    claim_folder(work, settings, "use another --out folder")  # its warm-start was made for those settings
     if not pairs_evaluations(settings):
         print("[race] a vLLM engine samples with its own generator: evaluations are not paired across samplers")
     cores = os.cpu_count() or 1
