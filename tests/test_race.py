@@ -156,7 +156,7 @@ def test_a_miniature_race_runs_resumes_and_reports(tmp_path):
     # the report is rebuilt from the ledger alone
     (folder / "race.md").unlink()
     rebuilt = race(tmp_path, *args, "--report-only", timeout=300)
-    assert rebuilt.returncode == 0 and "| uniform | 2 |" in (folder / "race.md").read_text()
+    assert rebuilt.returncode == 0 and "| uniform | 3 |" in (folder / "race.md").read_text()
 
 
 def without_wall_time(folder: Path) -> dict:

@@ -21,3 +21,29 @@ def test_the_trl_comparison_table_is_the_result_file():
     result = RESULTS / "vs_trl.json"
     table = load_script(ROOT / "benchmarks" / "vs_trl.py").markdown_table(json.loads(result.read_text()))
     assert table in (ROOT / "README.md").read_text(), f"README's table differs from vs_trl.json; paste:\n{table}"
+
+
+@pytest.mark.parametrize("race", sorted(p.name for p in (RESULTS / "race").iterdir() if p.is_dir()))
+def test_a_committed_race_report_is_a_rebuild_of_its_ledger(race, tmp_path):
+    """race.md, race.json and race.csv come from the ledger alone, byte for byte (the PNG is redrawn, not compared:
+    its pixels depend on the matplotlib and FreeType versions)."""
+    from insight_lightning.race.report import write_report
+
+    committed = RESULTS / "race" / race
+    rebuilt = tmp_path / race
+    (rebuilt / "runs").mkdir(parents=True)
+    for run in (committed / "runs").glob("*.json"):
+        (rebuilt / "runs" / run.name).write_bytes(run.read_bytes())
+    write_report(rebuilt)
+    for name in ("race.md", "race.json", "race.csv"):
+        assert (rebuilt / name).read_bytes() == (committed / name).read_bytes(), (
+            f"{committed / name} is not what its ledger gives; rebuild it with "
+            f"python -m insight_lightning.race --name {race} --report-only"
+        )
+
+
+def test_the_readme_race_tables_are_the_quick_race_report():
+    readme = (ROOT / "README.md").read_text()
+    report = (RESULTS / "race" / "quick" / "race.md").read_text()
+    missing = [line for line in report.splitlines() if line.startswith("|") and line not in readme.splitlines()]
+    assert not missing, "README's quick race tables differ from docs/results/race/quick/race.md:\n" + "\n".join(missing)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import shutil
@@ -35,6 +34,7 @@ from insight_lightning.race.plan import (
     run_args,
     warm_start_args,
 )
+from insight_lightning.warmstart import state_digest
 
 VALIDATION_LINE = re.compile(r"Validation at step (\d+): val/accuracy ([0-9.]+)")
 
@@ -91,12 +91,7 @@ def start_digest(start: Path | None) -> str | None:
     """SHA-256 (first 16 hex digits) of the warm-started weights every run loads; None for a real model's own."""
     if start is None:
         return None
-    state = torch.load(start, map_location="cpu", weights_only=True)["state_dict"]
-    digest = hashlib.sha256()
-    for name, tensor in sorted(state.items()):
-        digest.update(name.encode())
-        digest.update(tensor.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()[:16]
+    return state_digest(torch.load(start, map_location="cpu", weights_only=True)["state_dict"])[:16]
 
 
 class Progress:
