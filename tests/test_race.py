@@ -123,6 +123,7 @@ def test_a_miniature_race_runs_resumes_and_reports(tmp_path):
     assert [step for step, _ in record["zero_variance_share"]] == [step for step, _ in record["unseen_share"]]
     assert [v for _, v in record["unseen_share"]] == [1.0, 0.0]  # a pool of 4 and 4 prompts a step: all, then none
     assert record["machine"]["capability"] and len(record["start"]) == 16 and record["pool"]["size"] == 4
+    assert record["pool"]["task"] == "tasks.CountdownTask" and record["pool"]["task_args"]["seed"] == 0
     assert "| uniform | 2 |" in (folder / "race.md").read_text()
     assert "start " + record["start"] + ": 4 runs" in (folder / "race.md").read_text()
     (paired,) = json.loads((folder / "race.json").read_text())["paired"]["main"]

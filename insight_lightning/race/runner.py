@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from insight_lightning.cpu_signature import cpu_signature, describe
@@ -87,6 +88,13 @@ def read_run(log_dir: Path) -> dict:
     }
 
 
+def pool_record(log_dir: Path) -> dict:
+    """The pool a run trained on, as its saved config states it: size, and the task with the arguments that drew it
+    (a generated pool depends on the task's own seed, not on the run's)."""
+    task = yaml.safe_load((log_dir / "config.yaml").read_text())["data"]["task"]
+    return {"size": task["init_args"]["train_size"], "task": task["class_path"], "task_args": task["init_args"]}
+
+
 def start_digest(start: Path | None) -> str | None:
     """SHA-256 (first 16 hex digits) of the warm-started weights every run loads; None for a real model's own."""
     if start is None:
@@ -155,7 +163,7 @@ def execute(race: RaceContext, run: RunSpec) -> float:
             "sampler": run.sampler,
             "seed": run.seed,
             "fingerprint": race.settings.fingerprint(),
-            "pool": {"size": race.settings.pool_size(run.regime), "drawn_with_seed": run.seed},
+            "pool": pool_record(log_root / run.name / "version_0"),
             **read_run(log_root / run.name / "version_0"),
             "wall_s": wall_s,
             "threads": race.threads,
