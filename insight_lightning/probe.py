@@ -6,12 +6,16 @@ before any training: the composition of a pool, from the weights a race starts f
 
 from __future__ import annotations
 
+import argparse
+import json
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import Tensor
 
+from insight_lightning.cpu_signature import cpu_signature, describe
 from insight_lightning.experience import RolloutPolicy
 from insight_lightning.rollout import SamplingParams
 from insight_lightning.rollout_scoring import score_completions
@@ -68,3 +72,52 @@ def probe(
         _, completions = policy.sample([task.prompt(e) for e in batch], samples, params)
         solved.append(score_completions(task, completions, batch, samples).correct.sum(dim=1))  # [b]
     return ProbeResult(torch.cat(solved).long(), samples, time.perf_counter() - started)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """python -m insight_lightning.probe [--samples K] [--split train] [--out FILE] -- FIT ARGUMENTS"""
+    parser = argparse.ArgumentParser(
+        prog="python -m insight_lightning.probe",
+        description="Sample every prompt of a split K times from the policy that a fit's config builds (warm-start "
+        "included) with its rollout settings, and report the prompts out of reach, always solved and mixed.",
+    )
+    parser.add_argument("--samples", type=int, default=16, help="samples of each prompt, K_probe (default 16)")
+    parser.add_argument("--split", choices=("train", "test"), default="train", help="which split (default train)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the probe's sampling (default 0)")
+    parser.add_argument("--out", help="JSON file for the composition and every prompt's solved count")
+    parser.add_argument("fit_args", nargs="*", help="a fit's config after --, e.g. -- --config countdown.yaml")
+    args = parser.parse_args(argv)
+    from insight_lightning.cli import main as cli_main  # the CLI imports Lightning: only when probing
+
+    built = cli_main(args.fit_args, run=False)
+    module = built.model
+    module.build_policy()
+    examples = module.task.examples(args.split)
+    torch.manual_seed(args.seed)
+    result = probe(module.policy, module.task, examples, args.samples, module.rollout)
+    report = {
+        "split": args.split,
+        "composition": result.composition(),
+        "solved": result.solved.tolist(),
+        "machine": cpu_signature(),
+    }
+    composition = report["composition"]
+    print(
+        f"[probe] {composition['prompts']} {args.split} prompts x {args.samples} samples: "
+        f"{100 * composition['out_of_reach']:.1f}% out of reach, {100 * composition['mixed']:.1f}% mixed, "
+        f"{100 * composition['solved']:.1f}% always solved; {composition['seconds_per_1000_prompts']:.0f} s per "
+        f"1,000 prompts on {describe(report['machine'])}"
+    )
+    if args.out:
+        Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
+    return report
+
+
+if __name__ == "__main__":
+    from insight_lightning.cli import USER_ERRORS
+    from insight_lightning.cli_errors import explain
+
+    try:
+        main()
+    except USER_ERRORS as err:
+        raise SystemExit(f"error: {explain(err)}") from None

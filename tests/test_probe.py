@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from insight_lightning.probe import ProbeResult, probe
+from insight_lightning.probe import ProbeResult, main, probe
 from tasks import BlocksworldTask, CountdownTask, MathTask
 
 SAMPLES = 4
@@ -60,3 +60,19 @@ def test_a_probe_without_samples_or_prompts_is_one_sentence():
         probe(ScriptedPolicy(task, [], []), task, task.examples("train"), samples=0)
     with pytest.raises(ValueError, match="at least one prompt"):
         probe(ScriptedPolicy(task, [], []), task, [])
+
+
+def test_the_probe_command_probes_the_policy_a_fit_config_builds(tiny_fit_args, tmp_path):
+    import json
+
+    out = tmp_path / "probe.json"
+    fit = tiny_fit_args(1)[1:]  # the fit's arguments, without the subcommand
+    report = main(["--samples", "3", "--out", str(out), "--", *fit])
+    assert json.loads(out.read_text()) == report
+    solved, composition = report["solved"], report["composition"]
+    assert len(solved) == composition["prompts"] > 0 and all(0 <= s <= 3 for s in solved)
+    assert composition["out_of_reach"] == solved.count(0) / len(solved)
+    assert composition["solved"] == solved.count(3) / len(solved)
+    assert report["machine"]["capability"] and report["split"] == "train"
+    # seeded: the same probe again gives the same counts
+    assert main(["--samples", "3", "--", *fit])["solved"] == solved
