@@ -189,3 +189,58 @@ def solve(nums: Iterable[int], target: int) -> str | None:
     """An expression using every number exactly once (+ - * /, exact) that equals ``target``, or None."""
     nums, target = problem_fields({"nums": list(nums), "target": target})
     return _solve_sorted(tuple(sorted(nums)), target)
+
+
+@functools.lru_cache(maxsize=4096)
+def reachable_values(nums: tuple[int, ...]) -> frozenset[Fraction]:
+    """Every exact value of an expression that uses each of the sorted ``nums`` once with + - * / (and parentheses).
+
+    A unary sign only negates: sign flips move through + - * / (-a * b = -(a * b), -a + b = b - a, ...), so with
+    unary signs the values are these and their negatives.
+    """
+    if len(nums) == 1:
+        return frozenset({Fraction(nums[0])})
+    values: set[Fraction] = set()
+    # every split of the multiset into two non-empty parts, each once (the first number stays on the left)
+    for mask in range(1, 1 << (len(nums) - 1)):
+        left = tuple(n for i, n in enumerate(nums) if i == 0 or mask >> (i - 1) & 1 == 0)
+        right = tuple(n for i, n in enumerate(nums) if i > 0 and mask >> (i - 1) & 1)
+        for a in reachable_values(left):
+            for b in reachable_values(right):
+                values.update(value for value, _ in _combine(a, b, 0, 0))
+    return frozenset(values)
+
+
+def unreachable(nums: Iterable[int], target: int) -> bool:
+    """Whether no expression the reward accepts (each number once, + - * /, parentheses, unary signs) equals
+    ``target``: such a problem earns only the format reward, whatever the model writes."""
+    values = reachable_values(tuple(sorted(nums)))
+    return Fraction(target) not in values and -Fraction(target) not in values
+
+
+def generate_unreachable_problems(
+    count: int,
+    seed: int,
+    min_numbers: int = 3,
+    max_numbers: int = 4,
+    max_number: int = 99,
+    max_target: int = 100,
+    exclude: set[ProblemKey] | None = None,
+) -> list[dict]:
+    """Draw ``count`` distinct problems ``{"id", "nums", "target", "solution": None}`` whose target is proven out of
+    reach (``unreachable``): numbers as ``generate_problems`` draws them, the target uniform in 1..max_target."""
+    check_generator_config(min_numbers, max_numbers, max_number, max_target)
+
+    def draw(rng: random.Random) -> tuple[ProblemKey, Callable[[], dict]] | None:
+        nums = [rng.randint(1, max_number) for _ in range(rng.randint(min_numbers, max_numbers))]
+        target = rng.randint(1, max_target)
+        if not unreachable(nums, target):
+            return None
+        return (tuple(sorted(nums)), target), lambda: {"nums": nums, "target": target, "solution": None}
+
+    give_up = (
+        f"distinct unreachable Countdown problems with {min_numbers}-{max_numbers} numbers in 1..{max_number} and "
+        f"targets in 1..{max_target}; widen these ranges or ask for fewer problems."
+    )
+    problems = draw_distinct(count, seed, draw, exclude, give_up)
+    return [{"id": index, **row} for index, row in enumerate(problems)]
