@@ -1,0 +1,51 @@
+"""Pools of a stated difficulty mix, composed from a probe of the starting policy on candidate prompts."""
+
+from __future__ import annotations
+
+import random
+from typing import Literal
+
+Kind = Literal["out_of_reach", "mixed", "solved"]
+KINDS: tuple[Kind, ...] = ("out_of_reach", "mixed", "solved")
+
+
+def kind_of(solved: int, samples: int) -> Kind:
+    """A prompt's kind by its probe: none of the samples solved, all of them, or some (only these give a gradient)."""
+    if solved == 0:
+        return "out_of_reach"
+    return "solved" if solved == samples else "mixed"
+
+
+def kind_counts(size: int, shares: dict[Kind, float]) -> dict[Kind, int]:
+    """How many prompts of each kind a pool of `size` holds: the shares rounded, the last kind taking the rest."""
+    unknown = set(shares) - set(KINDS)
+    if unknown:
+        raise ValueError(f"unknown prompt kinds {sorted(unknown)}; the kinds are {', '.join(KINDS)}")
+    if any(share < 0 for share in shares.values()) or abs(sum(shares.values()) - 1) > 1e-9:
+        raise ValueError(f"the shares of a pool's kinds must be >= 0 and sum to 1, got {shares}")
+    kinds = [kind for kind in KINDS if shares.get(kind, 0) > 0]
+    counts = {kind: round(shares[kind] * size) for kind in kinds[:-1]}
+    counts[kinds[-1]] = size - sum(counts.values())
+    return counts
+
+
+def compose_pool(
+    candidates: list[dict], solved: list[int], samples: int, size: int, shares: dict[Kind, float], seed: int
+) -> list[dict]:
+    """`size` candidates, each kind's count from `shares`, drawn without replacement (seeded) among the candidates
+    of that kind by their probe (`solved` of `samples`); in the candidates' order within each kind."""
+    if len(candidates) != len(solved):
+        raise ValueError(f"{len(candidates)} candidates but {len(solved)} probe counts")
+    by_kind: dict[Kind, list[int]] = {kind: [] for kind in KINDS}
+    for index, count in enumerate(solved):
+        by_kind[kind_of(count, samples)].append(index)
+    rng = random.Random(seed)
+    chosen: list[int] = []
+    for kind, count in kind_counts(size, shares).items():
+        if count > len(by_kind[kind]):
+            raise ValueError(
+                f"the pool needs {count} {kind.replace('_', ' ')} prompts but the probe found {len(by_kind[kind])} "
+                "among the candidates; probe more candidates or ask for a smaller pool"
+            )
+        chosen += sorted(rng.sample(by_kind[kind], count))
+    return [candidates[i] for i in chosen]
