@@ -5,7 +5,7 @@ import operator
 import random
 from collections.abc import Callable, Iterable, Mapping
 from fractions import Fraction
-from typing import Any
+from typing import Any, Literal
 
 from tasks.arithmetic import MAX_DIGITS, MAX_EXPRESSION_CHARS, BinaryOp, Expr, Number
 from tasks.sources import BadRow
@@ -17,6 +17,7 @@ ROW_NUMBERS = (2, 6)
 MAX_TARGET = 10**6
 """Targets of file rows, and max_target of the generator, are integers in 1..MAX_TARGET."""
 ProblemKey = tuple[tuple[int, ...], int]
+Reach = Literal["reachable", "unreachable"]
 
 _SolverTree = int | tuple[str, "_SolverTree", "_SolverTree"]
 
@@ -111,17 +112,25 @@ def generate_problems(
     max_number: int = 99,
     max_target: int = 100,
     exclude: set[ProblemKey] | None = None,
+    reach: Reach = "reachable",
 ) -> list[dict]:
     """Draw ``count`` distinct problems ``{"id", "nums", "target", "solution"}`` deterministically from ``seed``.
 
     Each problem draws n in [min_numbers, max_numbers] numbers from 1..max_number, builds a random expression
     tree over a random permutation of all of them and keeps it if its exact value is an integer in
-    1..max_target; keys in ``exclude`` (see ``problem_key``) and repeats are skipped.
+    1..max_target; keys in ``exclude`` (see ``problem_key``) and repeats are skipped. With ``reach="unreachable"``
+    the target is instead drawn uniformly from 1..max_target and kept only if ``unreachable`` proves that no
+    answer reaches it (the solution is then None).
     """
     check_generator_config(min_numbers, max_numbers, max_number, max_target)
 
     def draw(rng: random.Random) -> tuple[ProblemKey, Callable[[], dict]] | None:
         nums = [rng.randint(1, max_number) for _ in range(rng.randint(min_numbers, max_numbers))]
+        if reach == "unreachable":
+            target = rng.randint(1, max_target)
+            if not unreachable(nums, target):
+                return None
+            return (tuple(sorted(nums)), target), lambda: {"nums": nums, "target": target, "solution": None}
         order = nums[:]
         rng.shuffle(order)
         tree = _random_tree(rng, order)
@@ -134,9 +143,10 @@ def generate_problems(
         target = int(value)
         return (tuple(sorted(nums)), target), lambda: {"nums": nums, "target": target, "solution": solution}
 
+    kind = "unreachable " if reach == "unreachable" else ""
     give_up = (
-        f"distinct Countdown problems with {min_numbers}-{max_numbers} numbers in 1..{max_number} and targets in "
-        f"1..{max_target}; widen these ranges or ask for fewer problems."
+        f"distinct {kind}Countdown problems with {min_numbers}-{max_numbers} numbers in 1..{max_number} and "
+        f"targets in 1..{max_target}; widen these ranges or ask for fewer problems."
     )
     problems = draw_distinct(count, seed, draw, exclude, give_up)
     return [{"id": index, **row} for index, row in enumerate(problems)]
@@ -216,31 +226,3 @@ def unreachable(nums: Iterable[int], target: int) -> bool:
     ``target``: such a problem earns only the format reward, whatever the model writes."""
     values = reachable_values(tuple(sorted(nums)))
     return Fraction(target) not in values and -Fraction(target) not in values
-
-
-def generate_unreachable_problems(
-    count: int,
-    seed: int,
-    min_numbers: int = 3,
-    max_numbers: int = 4,
-    max_number: int = 99,
-    max_target: int = 100,
-    exclude: set[ProblemKey] | None = None,
-) -> list[dict]:
-    """Draw ``count`` distinct problems ``{"id", "nums", "target", "solution": None}`` whose target is proven out of
-    reach (``unreachable``): numbers as ``generate_problems`` draws them, the target uniform in 1..max_target."""
-    check_generator_config(min_numbers, max_numbers, max_number, max_target)
-
-    def draw(rng: random.Random) -> tuple[ProblemKey, Callable[[], dict]] | None:
-        nums = [rng.randint(1, max_number) for _ in range(rng.randint(min_numbers, max_numbers))]
-        target = rng.randint(1, max_target)
-        if not unreachable(nums, target):
-            return None
-        return (tuple(sorted(nums)), target), lambda: {"nums": nums, "target": target, "solution": None}
-
-    give_up = (
-        f"distinct unreachable Countdown problems with {min_numbers}-{max_numbers} numbers in 1..{max_number} and "
-        f"targets in 1..{max_target}; widen these ranges or ask for fewer problems."
-    )
-    problems = draw_distinct(count, seed, draw, exclude, give_up)
-    return [{"id": index, **row} for index, row in enumerate(problems)]

@@ -5,7 +5,7 @@ import itertools
 import pytest
 
 from tasks.countdown import countdown_reward
-from tasks.countdown_problems import generate_problems, generate_unreachable_problems, solve, unreachable
+from tasks.countdown_problems import generate_problems, solve, unreachable
 
 
 def every_answer(nums: list[int]):
@@ -29,7 +29,7 @@ def wins(nums: list[int], target: int) -> bool:
 
 
 def test_unreachable_targets_earn_no_full_reward_whatever_the_answer():
-    problems = generate_unreachable_problems(6, seed=1, min_numbers=3, max_numbers=3, max_number=12, max_target=40)
+    problems = generate_problems(6, 1, 3, 3, max_number=12, max_target=40, reach="unreachable")
     for p in problems:
         assert p["solution"] is None and solve(p["nums"], p["target"]) is None
         assert not wins(p["nums"], p["target"]), p
@@ -40,12 +40,12 @@ def test_unreachable_targets_earn_no_full_reward_whatever_the_answer():
 def test_generated_problems_are_reachable_and_unreachable_ones_are_distinct_and_seeded():
     for p in generate_problems(50, seed=0, max_number=20, max_target=40):
         assert not unreachable(p["nums"], p["target"])
-    problems = generate_unreachable_problems(200, seed=3, max_number=20, max_target=40)
+    problems = generate_problems(200, seed=3, max_number=20, max_target=40, reach="unreachable")
     assert len({(tuple(sorted(p["nums"])), p["target"]) for p in problems}) == 200
     assert all(unreachable(p["nums"], p["target"]) and 1 <= p["target"] <= 40 for p in problems)
-    assert problems == generate_unreachable_problems(200, seed=3, max_number=20, max_target=40)
+    assert problems == generate_problems(200, seed=3, max_number=20, max_target=40, reach="unreachable")
 
 
 def test_too_few_unreachable_problems_is_one_sentence():
     with pytest.raises(ValueError, match="distinct unreachable Countdown problems"):
-        generate_unreachable_problems(50, seed=0, min_numbers=3, max_numbers=3, max_number=2, max_target=3)
+        generate_problems(50, 0, 3, 3, max_number=2, max_target=3, reach="unreachable")
