@@ -42,7 +42,7 @@ def parse_settings(argv: list[str] | None = None) -> tuple[RaceSettings, Invocat
         "test accuracy, area under the curve, speed-up over uniform, rollouts and wall time. Each finished run is "
         "one file of the race's ledger (docs/results/race/NAME/runs/); a run already there is never run again.",
     )
-    parser.add_argument("--quick", action="store_true", help="a CPU-sized race (about 30 minutes on 2 cores)")
+    parser.add_argument("--quick", action="store_true", help="a CPU-sized race (about 20 minutes on 2 cores)")
     parser.add_argument("--name", help="the race's name, its ledger folder (default: quick with --quick, else full)")
     parser.add_argument("--ledger-root", default=str(LEDGER_ROOT), help="where race folders live (%(default)s)")
     parser.add_argument("--out", help="work folder: warm-start and TensorBoard logs (default: race/NAME)")

@@ -64,10 +64,8 @@ def identity(record: dict) -> tuple[str, str | None]:
     return describe(record["machine"]), record.get("start")
 
 
-def unit_of(run: RunSpec | dict) -> tuple[str, int]:
+def unit_of(run: RunSpec) -> tuple[str, int]:
     """A unit is one regime and seed: the runs compared with each other, pair by pair."""
-    if isinstance(run, dict):
-        return run["regime"], run["seed"]
     return run.regime, run.seed
 
 
@@ -76,7 +74,7 @@ def units_begun_elsewhere(records: list[dict], here: tuple[str, str | None]) -> 
     elsewhere: dict[tuple[str, int], str] = {}
     for record in records:
         if identity(record) != here:
-            elsewhere[unit_of(record)] = identity(record)[0]
+            elsewhere[record["regime"], record["seed"]] = identity(record)[0]
     return elsewhere
 
 

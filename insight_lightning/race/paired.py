@@ -13,7 +13,7 @@ import math
 import random
 from collections import defaultdict
 
-from insight_lightning.cpu_signature import describe
+from insight_lightning.race.ledger import identity
 from insight_lightning.race.report import (
     T_975,
     area_under_curve,
@@ -64,7 +64,7 @@ def bootstrap_speed_up(
 
 def pairing_key(result: dict) -> tuple[int, str, str | None]:
     """The seed, the CPU signature a run was made on and the digest of the weights it started from."""
-    return result["seed"], describe(result["machine"]), result.get("start")
+    return result["seed"], *identity(result)
 
 
 def unpaired_runs(results: list[dict], baseline: str = "uniform") -> int:

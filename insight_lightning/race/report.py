@@ -8,6 +8,8 @@ import math
 from collections import defaultdict
 from pathlib import Path
 
+from insight_lightning.race.ledger import Ledger, machines
+
 # two-sided 95% Student t quantiles for 1..30 degrees of freedom (larger: the normal 1.96)
 T_975 = (
     12.706,
@@ -203,8 +205,6 @@ def plot(results: list[dict], regime: str, path: Path) -> None:
 
 def machines_markdown(results: list[dict], unpaired: int, baseline: str = "uniform") -> str:
     """Which machines contributed, and the pairing rule in one sentence."""
-    from insight_lightning.race.ledger import machines
-
     lines = ["Runs made on (CPU signature, warm-start digest):", ""]
     lines += [f"- {signature}, start {start or 'none'}: {n} runs" for signature, start, n in machines(results)]
     left_out = f"; {unpaired} runs have no {baseline} run to pair with and are left out of the paired table"
@@ -215,7 +215,6 @@ def machines_markdown(results: list[dict], unpaired: int, baseline: str = "unifo
 
 def write_report(folder: Path) -> str:
     """race.md, race.json, race.csv and race_<regime>.png in `folder`, from its ledger (`folder/runs`) alone."""
-    from insight_lightning.race.ledger import Ledger
     from insight_lightning.race.paired import paired_markdown, paired_summary, unpaired_runs  # paired imports this
 
     results = Ledger(folder).records()

@@ -131,8 +131,8 @@ class RaceContext:
     progress: Progress
 
 
-def execute(race: RaceContext, run: RunSpec) -> float:
-    """Train one run and write its ledger file; returns its wall time."""
+def execute(race: RaceContext, run: RunSpec) -> None:
+    """Train one run and write its ledger file."""
     log_root = race.work / "runs"
     # An interrupted attempt may have left events in this run's log folder; the rerun must not read them back.
     shutil.rmtree(log_root / run.name, ignore_errors=True)
@@ -173,7 +173,6 @@ def execute(race: RaceContext, run: RunSpec) -> float:
         }
     )
     race.progress.finished(f"{run.name} done in {wall_s:.0f} s")
-    return wall_s
 
 
 def run_race(settings: RaceSettings, ledger: Ledger, work: Path, jobs: int, budget_s: float | None = None) -> str:
@@ -190,12 +189,13 @@ def run_race(settings: RaceSettings, ledger: Ledger, work: Path, jobs: int, budg
     here = (signature, start_digest(start))
     runs = all_runs(settings)
     elsewhere = units_begun_elsewhere(ledger.records(), here)
+    missing = [r for r in runs if not ledger.has(r)]
     for (regime, seed), other in sorted(elsewhere.items()):
-        if any(unit_of(r) == (regime, seed) and not ledger.has(r) for r in runs):
+        if any(unit_of(r) == (regime, seed) for r in missing):
             print(f"[race] {regime} seed {seed} was begun on {other}; it is finished there, not here (no pairs)")
-    queue = [r for r in runs if not ledger.has(r) and unit_of(r) not in elsewhere]
+    queue = [r for r in missing if unit_of(r) not in elsewhere]
     race = RaceContext(settings, ledger, work, start, here[1], max(1, cores // jobs), Progress(len(runs)))
-    race.progress.done = len(runs) - len([r for r in runs if not ledger.has(r)])
+    race.progress.done = len(runs) - len(missing)
     if race.progress.done:
         race.progress.say(f"resuming: {race.progress.done} runs already in {ledger.runs_dir}")
     deadline = None if budget_s is None else began + budget_s
