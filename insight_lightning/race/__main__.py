@@ -8,7 +8,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 from insight_lightning.race.ledger import LEDGER_ROOT, Ledger
-from insight_lightning.race.plan import ALL_SAMPLERS, INSIGHT_ABLATIONS, QUICK, RaceSettings, parse_variant
+from insight_lightning.race.plan import ALL_SAMPLERS, INSIGHT_ABLATIONS, QUICK, REGIMES, RaceSettings, parse_variant
 from insight_lightning.race.report import write_report
 from insight_lightning.race.runner import run_race
 
@@ -74,7 +74,13 @@ def parse_settings(argv: list[str] | None = None) -> tuple[RaceSettings, Invocat
     ):
         parser.add_argument(f"--{name.replace('_', '-')}", type=int, help=f"default: {getattr(defaults, name)}")
     parser.add_argument("--lr", type=float, help=f"RL learning rate (default {defaults.lr})")
-    parser.add_argument("--regimes", nargs="+", choices=("main", "large"), help="default: main large")
+    parser.add_argument(
+        "--regimes",
+        nargs="+",
+        choices=REGIMES,
+        help="main (pool: each prompt picked ~13 times), large (~once), mix25/mix50/mix75 (main's size, 25/50/75%% "
+        "out of reach, the rest mixed; see race/pool_builder.py); default: main large",
+    )
     parser.add_argument("--model", help="'tiny' (default) or a Hugging Face name/path (no warm-start then)")
     parser.add_argument("--config", help="base YAML of every run (default configs/countdown.yaml)")
     parser.add_argument(

@@ -7,6 +7,10 @@ from typing import Literal
 
 Kind = Literal["out_of_reach", "mixed", "solved"]
 KINDS: tuple[Kind, ...] = ("out_of_reach", "mixed", "solved")
+MIXES: dict[str, dict[Kind, float]] = {
+    f"mix{percent}": {"out_of_reach": percent / 100, "mixed": 1 - percent / 100} for percent in (25, 50, 75)
+}
+"""Race regimes of a stated difficulty mix: mixNN holds NN% prompts out of reach, the rest mixed."""
 
 
 def kind_of(solved: int, samples: int) -> Kind:
@@ -33,7 +37,8 @@ def compose_pool(
     candidates: list[dict], solved: list[int], samples: int, size: int, shares: dict[Kind, float], seed: int
 ) -> list[dict]:
     """`size` candidates, each kind's count from `shares`, drawn without replacement (seeded) among the candidates
-    of that kind by their probe (`solved` of `samples`); in the candidates' order within each kind."""
+    of that kind by their probe (`solved` of `samples`), in a seeded random order (a sampler that takes unseen
+    prompts in pool order must not meet one kind first)."""
     if len(candidates) != len(solved):
         raise ValueError(f"{len(candidates)} candidates but {len(solved)} probe counts")
     by_kind: dict[Kind, list[int]] = {kind: [] for kind in KINDS}
@@ -47,5 +52,6 @@ def compose_pool(
                 f"the pool needs {count} {kind.replace('_', ' ')} prompts but the probe found {len(by_kind[kind])} "
                 "among the candidates; probe more candidates or ask for a smaller pool"
             )
-        chosen += sorted(rng.sample(by_kind[kind], count))
+        chosen += rng.sample(by_kind[kind], count)
+    rng.shuffle(chosen)
     return [candidates[i] for i in chosen]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import re
 import shutil
@@ -23,6 +25,7 @@ from insight_lightning.race.ledger import (
     claim_folder,
     commit,
     estimated_seconds,
+    identity,
     unit_of,
     units_begun_elsewhere,
 )
@@ -31,10 +34,12 @@ from insight_lightning.race.plan import (
     RaceSettings,
     RunSpec,
     all_runs,
+    common_args,
     pairs_evaluations,
     run_args,
     warm_start_args,
 )
+from insight_lightning.race.pools import MIXES
 from insight_lightning.warmstart import state_digest
 
 VALIDATION_LINE = re.compile(r"Validation at step (\d+): val/accuracy ([0-9.]+)")
@@ -71,6 +76,34 @@ def prepare_start(settings: RaceSettings, out: Path, threads: int) -> Path | Non
     return found[0]
 
 
+def prepare_pools(settings: RaceSettings, out: Path, start: Path | None, threads: int) -> Path | None:
+    """Build the difficulty-mix pools from a probe of the starting weights once (kept in out/pools for the race's
+    later pieces); None when the race has no such regime."""
+    regimes = [r for r in settings.regimes if r in MIXES]
+    if not regimes:
+        return None
+    folder = out / "pools"
+    if all((folder / f"{regime}.json").is_file() for regime in regimes):
+        return folder
+    print(f"[race] probing candidates from the starting weights for the pools of {', '.join(regimes)}")
+    start_args = [f"--model.warm_start.init_from={start}"] if start else ["--model.warm_start=null"]
+    fit = [
+        *common_args(settings),
+        *start_args,
+        f"--data.task.init_args.train_size={settings.pool_size('main')}",  # the ordinary test split is main's
+        "--trainer.logger=false",
+    ]
+    size = settings.pool_size(regimes[0])
+    command = [sys.executable, "-m", "insight_lightning.race.pool_builder", "--out", str(folder), "--size", str(size)]
+    result = subprocess.run(
+        [*command, "--regimes", *regimes, "--", *fit], env=run_env(threads), capture_output=True, text=True
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"building the pools failed:\n{result.stderr[-3000:]}")
+    print(result.stdout.strip())
+    return folder
+
+
 def read_run(log_dir: Path) -> dict:
     """What the ledger keeps of one run's TensorBoard events: every evaluation and the per-step selection shares."""
     events = EventAccumulator(str(log_dir), size_guidance={"scalars": 0})
@@ -90,9 +123,20 @@ def read_run(log_dir: Path) -> dict:
 
 def pool_record(log_dir: Path) -> dict:
     """The pool a run trained on, as its saved config states it: size, and the task with the arguments that drew it
-    (a generated pool depends on the task's own seed, not on the run's)."""
+    (a generated pool depends on the task's own seed, not on the run's); a pool file adds its SHA-256 and, for a
+    difficulty mix, how it was made (the record beside it)."""
     task = yaml.safe_load((log_dir / "config.yaml").read_text())["data"]["task"]
-    return {"size": task["init_args"]["train_size"], "task": task["class_path"], "task_args": task["init_args"]}
+    args = dict(task["init_args"])
+    record = {"size": args["train_size"], "task": task["class_path"], "task_args": args}
+    if args.get("train_file"):
+        pool = Path(args["train_file"])
+        record["sha256"] = hashlib.sha256(pool.read_bytes()).hexdigest()
+        made = pool.with_suffix(".json")
+        if made.is_file():
+            record["made"] = json.loads(made.read_text())
+        for key in ("train_file", "test_file"):  # named within the work folder: its place differs by machine
+            args[key] = args[key] and Path(args[key]).name
+    return record
 
 
 def start_digest(start: Path | None) -> str | None:
@@ -127,6 +171,7 @@ class RaceContext:
     work: Path
     start: Path | None
     start_digest: str | None
+    pools: Path | None
     threads: int
     progress: Progress
 
@@ -138,7 +183,7 @@ def execute(race: RaceContext, run: RunSpec) -> None:
     shutil.rmtree(log_root / run.name, ignore_errors=True)
     started = time.perf_counter()
     proc = subprocess.Popen(
-        cli_command(run_args(race.settings, run, race.start, log_root)),
+        cli_command(run_args(race.settings, run, race.start, log_root, race.pools)),
         env=run_env(race.threads),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -175,6 +220,25 @@ def execute(race: RaceContext, run: RunSpec) -> None:
     race.progress.finished(f"{run.name} done in {wall_s:.0f} s")
 
 
+def check_pools(records: list[dict], here: tuple[str, str | None], pools: Path | None) -> None:
+    """Refuse to add runs on a pool other than the one this machine's runs of the same regime trained on (a pool is
+    rebuilt only if the work folder was lost; the probe is seeded, so it rebuilds the same pool on this signature)."""
+    for record in records:
+        if "sha256" not in record["pool"] or identity(record) != here:
+            continue
+        regime = record["regime"]
+        path = None if pools is None else pools / f"{regime}.jsonl"
+        if (
+            path is not None
+            and path.is_file()
+            and hashlib.sha256(path.read_bytes()).hexdigest() != record["pool"]["sha256"]
+        ):
+            raise ValueError(
+                f"the {regime} pool in {path} differs from the one the ledger's runs on this machine trained on "
+                f"(SHA-256 {record['pool']['sha256'][:12]}); restore that pool or race under another --name"
+            )
+
+
 def run_race(settings: RaceSettings, ledger: Ledger, work: Path, jobs: int, budget_s: float | None = None) -> str:
     """Run what the ledger lacks, unit by unit, starting no run that cannot finish within the budget (seconds from
     the call); returns one line on what remains."""
@@ -185,16 +249,18 @@ def run_race(settings: RaceSettings, ledger: Ledger, work: Path, jobs: int, budg
         print("[race] a vLLM engine samples with its own generator: evaluations are not paired across samplers")
     cores = os.cpu_count() or 1
     start = prepare_start(settings, work, cores)
+    pools = prepare_pools(settings, work, start, cores)
     signature = describe(cpu_signature())
     here = (signature, start_digest(start))
     runs = all_runs(settings)
+    check_pools(ledger.records(), here, pools)
     elsewhere = units_begun_elsewhere(ledger.records(), here)
     missing = [r for r in runs if not ledger.has(r)]
     for (regime, seed), other in sorted(elsewhere.items()):
         if any(unit_of(r) == (regime, seed) for r in missing):
             print(f"[race] {regime} seed {seed} was begun on {other}; it is finished there, not here (no pairs)")
     queue = [r for r in missing if unit_of(r) not in elsewhere]
-    race = RaceContext(settings, ledger, work, start, here[1], max(1, cores // jobs), Progress(len(runs)))
+    race = RaceContext(settings, ledger, work, start, here[1], pools, max(1, cores // jobs), Progress(len(runs)))
     race.progress.done = len(runs) - len(missing)
     if race.progress.done:
         race.progress.say(f"resuming: {race.progress.done} runs already in {ledger.runs_dir}")

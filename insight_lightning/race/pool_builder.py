@@ -1,0 +1,146 @@
+"""Building a race's difficulty-mix pools from a probe of the weights the race starts from.
+
+python -m insight_lightning.race.pool_builder --out DIR --regimes mix50 [...] --size N -- FIT ARGUMENTS
+
+Writes, in DIR: test.jsonl (the ordinary generator's test split, which every regime evaluates on), and per regime
+REGIME.jsonl (its pool) and REGIME.json (how it was made, what the probes found, the pool's SHA-256). Candidates are
+drawn from the task's generator away from the test split and probed (K samples each); a pool takes its mixed (and
+solved) prompts from them. Its out-of-reach prompts are, for Countdown, problems the exact solver proves unreachable
+(no answer can ever earn more than the format reward, so they stay out of reach as the policy learns); for other tasks,
+candidates the probe found out of reach.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+from pathlib import Path
+
+import torch
+
+from insight_lightning.experience import RolloutPolicy
+from insight_lightning.probe import probe
+from insight_lightning.race.pools import MIXES, compose_pool, kind_counts, kind_of
+from insight_lightning.rollout import SamplingParams
+from tasks import CountdownTask, Task
+from tasks.countdown_problems import generate_problems
+from tasks.splits import FileOrGeneratedSplits, split_seed
+
+PROBE_SAMPLES = 16
+"""K_probe: samples of each candidate; a prompt is out of reach at 0 of 16 and solved at 16 of 16."""
+CANDIDATES_PER_PROMPT = 4
+"""Candidates probed per pool prompt: enough mixed ones for the smallest out-of-reach share (about 2 in 3 are mixed)."""
+
+
+def proven_out_of_reach(task: Task, count: int, seed: int, exclude: set) -> list[dict] | None:
+    """`count` problems no answer solves, where the task can prove it (Countdown: the exact solver, with the
+    generator's numbers and target range); None for a task that cannot."""
+    if not isinstance(task, CountdownTask):
+        return None
+    return generate_problems(
+        count,
+        seed,
+        task.min_numbers,
+        task.max_numbers,
+        task.max_number,
+        task.max_target,
+        exclude=exclude,
+        reach="unreachable",
+    )
+
+
+def write_rows(rows: list[dict], path: Path) -> str:
+    """Rows as JSON lines; returns the file's SHA-256 (its content hash, as the ledger records it)."""
+    text = "".join(json.dumps(row) + "\n" for row in rows)
+    path.write_text(text)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def build_pools(
+    task: Task,
+    policy: RolloutPolicy,
+    params: SamplingParams,
+    regimes: list[str],
+    size: int,
+    folder: Path,
+    samples: int = PROBE_SAMPLES,
+    seed: int = 0,
+) -> dict[str, dict]:
+    """Probe candidates, compose each regime's pool of `size` prompts, re-probe it; write the files (module doc)."""
+    if not isinstance(task, FileOrGeneratedSplits):
+        raise ValueError(f"difficulty-mix pools need a task with generated splits, not {type(task).__name__}")
+    unknown = [r for r in regimes if r not in MIXES]
+    if unknown:
+        raise ValueError(f"unknown difficulty-mix regimes {unknown}; known: {', '.join(MIXES)}")
+    folder.mkdir(parents=True, exist_ok=True)
+    test = task.examples("test")
+    write_rows(test, folder / "test.jsonl")
+    taken = {task.problem_key(row) for row in test}
+    candidates = task.generate(CANDIDATES_PER_PROMPT * size, split_seed(task.seed_namespace, seed, "pool"), taken)
+    torch.manual_seed(seed)
+    found = probe(policy, task, candidates, samples, params)
+    solved = found.solved.tolist()
+    needed = max(kind_counts(size, MIXES[r]).get("out_of_reach", 0) for r in regimes)
+    taken |= {task.problem_key(row) for row in candidates}
+    proven = proven_out_of_reach(task, needed, split_seed(task.seed_namespace, seed, "out-of-reach"), taken)
+    if proven is not None:  # the probe's out-of-reach candidates are replaced by problems proven out of reach
+        kept = [i for i, count in enumerate(solved) if kind_of(count, samples) != "out_of_reach"]
+        candidates = [candidates[i] for i in kept] + proven
+        solved = [solved[i] for i in kept] + [0] * len(proven)
+    made = {}
+    for regime in regimes:
+        pool = compose_pool(candidates, solved, samples, size, MIXES[regime], seed)
+        pool = [{**row, "id": index} for index, row in enumerate(pool)]
+        sha256 = write_rows(pool, folder / f"{regime}.jsonl")
+        torch.manual_seed(seed + 1)  # a second, independent probe: does the stated composition hold?
+        made[regime] = {
+            "shares": MIXES[regime],
+            "size": size,
+            "samples": samples,
+            "seed": seed,
+            "out_of_reach_source": "proven unreachable by the exact solver" if proven is not None else "the probe",
+            "candidates": found.composition(),
+            "probe": probe(policy, task, pool, samples, params).composition(),
+            "sha256": sha256,
+        }
+        (folder / f"{regime}.json").write_text(json.dumps(made[regime], indent=1) + "\n")
+    return made
+
+
+def main(argv: list[str] | None = None) -> dict[str, dict]:
+    parser = argparse.ArgumentParser(
+        prog="python -m insight_lightning.race.pool_builder",
+        description="Compose difficulty-mix pools from a probe of the policy that a fit's config builds.",
+    )
+    parser.add_argument("--out", required=True, help="folder of the pools, their records and the test split")
+    parser.add_argument("--regimes", nargs="+", required=True, choices=tuple(MIXES), help="pools to build")
+    parser.add_argument("--size", type=int, required=True, help="prompts in each pool")
+    parser.add_argument("--samples", type=int, default=PROBE_SAMPLES, help="probe samples of each prompt")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the candidates, the probes and the draws")
+    parser.add_argument("fit_args", nargs="*", help="a fit's config after --, e.g. -- --config countdown.yaml")
+    args = parser.parse_args(argv)
+    from insight_lightning.cli import main as cli_main  # the CLI imports Lightning: only when building
+
+    module = cli_main(args.fit_args, run=False).model
+    module.build_policy()
+    made = build_pools(
+        module.task, module.policy, module.rollout, args.regimes, args.size, Path(args.out), args.samples, args.seed
+    )
+    for regime, record in made.items():
+        shares = record["probe"]
+        print(
+            f"[pools] {regime}: {args.size} prompts, second probe {100 * shares['out_of_reach']:.1f}% out of reach, "
+            f"{100 * shares['mixed']:.1f}% mixed, {100 * shares['solved']:.1f}% solved"
+        )
+    return made
+
+
+if __name__ == "__main__":
+    from insight_lightning.cli import USER_ERRORS
+    from insight_lightning.cli_errors import explain
+
+    try:
+        main()
+    except USER_ERRORS as err:
+        raise SystemExit(f"error: {explain(err)}") from None

@@ -1,0 +1,143 @@
+"""Difficulty-mix pools built from a probe: stated composition, proven out-of-reach problems, the ordinary test split,
+and how a race passes and records them."""
+
+import hashlib
+import json
+import re
+import zlib
+
+import pytest
+import yaml
+
+from insight_lightning.cpu_signature import cpu_signature
+from insight_lightning.race.ledger import identity
+from insight_lightning.race.plan import RaceSettings, RunSpec, pool_args, run_args
+from insight_lightning.race.pool_builder import build_pools, proven_out_of_reach
+from insight_lightning.race.pools import MIXES
+from insight_lightning.race.runner import check_pools, pool_record
+from insight_lightning.rollout import SamplingParams
+from tasks import CountdownTask, MathTask
+from tasks.countdown_problems import problem_key, solve, unreachable
+
+SAMPLES = 4
+COMPACT = re.compile(r"(\d+) from ([\d ]+):")
+
+
+def right_answers(prompt: str) -> int:
+    """How many of its samples the scripted policy answers right: a fixed function of the prompt, 0..SAMPLES."""
+    return zlib.crc32(prompt.encode()) % (SAMPLES + 1)
+
+
+class SolvingPolicy:
+    """Answers a compact Countdown prompt with the exact solver's answer in its first right_answers(prompt) samples."""
+
+    pad_token_id = 0
+
+    def sample(self, prompts, n, params):
+        completions = []
+        for prompt in prompts:
+            target, nums = COMPACT.fullmatch(prompt).groups()
+            answer = solve([int(x) for x in nums.split()], int(target))
+            right = right_answers(prompt) if answer is not None else 0
+            completions += [f"<answer>{answer}</answer>"] * right + ["<answer>1+1</answer>"] * (n - right)
+        return None, completions
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    task = CountdownTask(train_size=20, test_size=30, max_number=20, max_target=40, template="compact")
+    folder = tmp_path_factory.mktemp("pools")
+    made = build_pools(task, SolvingPolicy(), SamplingParams(), list(MIXES), 20, folder, samples=SAMPLES)
+    return task, folder, made
+
+
+def rows(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_each_pool_has_its_stated_composition_on_a_second_probe(built):
+    task, folder, made = built
+    for regime, shares in MIXES.items():
+        record = made[regime]
+        assert json.loads((folder / f"{regime}.json").read_text()) == record
+        pool = rows(folder / f"{regime}.jsonl")
+        assert [row["id"] for row in pool] == list(range(20)) and len({problem_key(r) for r in pool}) == 20
+        assert record["sha256"] == hashlib.sha256((folder / f"{regime}.jsonl").read_bytes()).hexdigest()
+        probed = record["probe"]
+        assert (probed["out_of_reach"], probed["mixed"], probed["solved"]) == (
+            round(20 * shares["out_of_reach"]) / 20,
+            round(20 * shares["mixed"]) / 20,
+            0.0,
+        )
+        # out of reach means proven so: no answer can reach the target; the rest the policy sometimes solves
+        hard = [row for row in pool if unreachable(row["nums"], row["target"])]
+        assert len(hard) == round(20 * shares["out_of_reach"])
+        assert all(0 < right_answers(task.prompt(row)) < SAMPLES for row in pool if row not in hard)
+        assert record["out_of_reach_source"] == "proven unreachable by the exact solver"
+        assert record["candidates"]["prompts"] == 4 * 20
+    assert rows(folder / "mix25.jsonl") != rows(folder / "mix75.jsonl")
+
+
+def test_pools_keep_the_ordinary_test_split_and_never_overlap_it(built):
+    task, folder, _ = built
+    test = rows(folder / "test.jsonl")
+    assert test == task.examples("test")
+    # the task a run builds reads the same test split back from the file
+    reread = CountdownTask(
+        train_size=20, test_size=30, train_file=str(folder / "mix50.jsonl"), test_file=str(folder / "test.jsonl")
+    )
+    assert [problem_key(r) for r in reread.examples("test")] == [problem_key(r) for r in test]
+    test_keys = {problem_key(r) for r in test}
+    for regime in MIXES:
+        assert not test_keys & {problem_key(r) for r in rows(folder / f"{regime}.jsonl")}
+
+
+def test_out_of_reach_is_proven_only_where_the_task_can_prove_it():
+    assert proven_out_of_reach(MathTask(train_size=2, test_size=1), 3, 0, set()) is None
+    problems = proven_out_of_reach(CountdownTask(train_size=2, test_size=1), 5, 0, set())
+    assert len(problems) == 5 and all(unreachable(p["nums"], p["target"]) for p in problems)
+
+
+def test_unknown_regimes_are_one_sentence(tmp_path):
+    task = CountdownTask(train_size=2, test_size=1)
+    with pytest.raises(ValueError, match="unknown difficulty-mix regimes \\['mix60'\\]"):
+        build_pools(task, SolvingPolicy(), SamplingParams(), ["mix60"], 4, tmp_path)
+
+
+def test_a_mix_regime_trains_on_its_pool_file_and_evaluates_on_the_test_file(tmp_path):
+    settings = RaceSettings(steps=40, prompts_per_step=32, regimes=("mix50",))
+    args = run_args(settings, RunSpec("mix50", "uniform", 0), None, tmp_path / "logs", tmp_path / "pools")
+    assert f"--data.task.init_args.train_file={tmp_path / 'pools' / 'mix50.jsonl'}" in args
+    assert f"--data.task.init_args.test_file={tmp_path / 'pools' / 'test.jsonl'}" in args
+    assert "--data.task.init_args.train_size=98" in args and settings.pool_size("mix50") == settings.pool_size("main")
+    assert pool_args(settings, "main", None) == ["--data.task.init_args.train_size=98"]
+    with pytest.raises(ValueError, match="the mix50 regime needs its pool built"):
+        pool_args(settings, "mix50", None)
+    # the order of regimes is the order they run in, not a different race
+    assert (
+        RaceSettings(regimes=("mix50", "mix25")).fingerprint() == RaceSettings(regimes=("mix25", "mix50")).fingerprint()
+    )
+
+
+def test_the_ledger_records_the_pool_by_its_hash_and_how_it_was_made(built, tmp_path):
+    _, folder, made = built
+    log_dir = tmp_path / "version_0"
+    log_dir.mkdir()
+    init_args = {
+        "train_size": 20,
+        "seed": 0,
+        "train_file": str(folder / "mix50.jsonl"),
+        "test_file": str(folder / "test.jsonl"),
+    }
+    config = {"data": {"task": {"class_path": "tasks.CountdownTask", "init_args": init_args}}}
+    (log_dir / "config.yaml").write_text(yaml.safe_dump(config))
+    record = pool_record(log_dir)
+    assert record["sha256"] == made["mix50"]["sha256"] and record["made"] == made["mix50"]
+    assert record["task_args"]["train_file"] == "mix50.jsonl" and record["task_args"]["test_file"] == "test.jsonl"
+    ledger_run = {"regime": "mix50", "pool": record, "machine": cpu_signature(), "start": "abc"}
+    here = identity(ledger_run)
+    check_pools([ledger_run], here, folder)  # the same pool: accepted
+    other = {**ledger_run, "pool": {**record, "sha256": "0" * 64}}
+    with pytest.raises(ValueError, match="the mix50 pool in .* differs from the one the ledger's runs"):
+        check_pools([other], here, folder)
+    check_pools([other], ("another machine", "abc"), folder)  # another machine's runs pair only among themselves
