@@ -14,6 +14,7 @@ from insight_lightning.race.ledger import identity
 from insight_lightning.race.plan import RaceSettings, RunSpec, pool_args, run_args
 from insight_lightning.race.pool_builder import build_pools, proven_out_of_reach
 from insight_lightning.race.pools import MIXES
+from insight_lightning.race.report import pools_made, pools_markdown, summarise
 from insight_lightning.race.runner import check_pools, pool_record
 from insight_lightning.rollout import SamplingParams
 from tasks import CountdownTask, MathTask
@@ -141,3 +142,23 @@ def test_the_ledger_records_the_pool_by_its_hash_and_how_it_was_made(built, tmp_
     with pytest.raises(ValueError, match="the mix50 pool in .* differs from the one the ledger's runs"):
         check_pools([other], here, folder)
     check_pools([other], ("another machine", "abc"), folder)  # another machine's runs pair only among themselves
+
+
+def test_the_report_states_each_pool_and_the_zero_variance_share_uniform_draws(built):
+    _, _, made = built
+    pool = {"size": 20, "sha256": made["mix50"]["sha256"], "made": made["mix50"]}
+
+    def run(sampler, zero_variance):
+        accuracy = [[0, 0.1], [10, 0.2]]
+        return {"regime": "mix50", "sampler": sampler, "seed": 0, "pool": pool, "accuracy": accuracy, "rollouts": 80,
+                "wall_s": 1.0, "zero_variance_share": zero_variance, "unseen_share": [[1, 1.0], [2, 0.0]]}  # fmt: skip
+
+    results = [run("uniform", [[1, 0.5], [2, 0.7]]), run("insight", [[1, 0.5], [2, 0.1]])]
+    assert pools_made(results) == {"mix50": [made["mix50"]]}
+    text = pools_markdown(pools_made(results), summarise(results))
+    sha = made["mix50"]["sha256"][:12]
+    assert (
+        f"| mix50 | 20 | 50% / 50% | 50.0% / 50.0% / 0.0% | proven unreachable by the exact solver | 4 | {sha} | 60% |"
+        in text
+    )
+    assert pools_markdown({}, summarise(results)) == ""

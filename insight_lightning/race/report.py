@@ -203,6 +203,41 @@ def plot(results: list[dict], regime: str, path: Path) -> None:
     plt.close(fig)
 
 
+def pools_made(results: list[dict]) -> dict[str, list[dict]]:
+    """Per difficulty-mix regime, each distinct pool its runs trained on (one per CPU signature and warm-start):
+    how it was made and what the probes found, with its SHA-256."""
+    made: dict[str, dict[str, dict]] = defaultdict(dict)
+    for r in results:
+        if "made" in r["pool"]:
+            made[r["regime"]].setdefault(r["pool"]["sha256"], r["pool"]["made"])
+    return {regime: list(pools.values()) for regime, pools in sorted(made.items())}
+
+
+def pools_markdown(made: dict[str, list[dict]], table: dict[str, list[dict]], baseline: str = "uniform") -> str:
+    """The difficulty-mix pools: asked composition, the second probe's, and the zero-variance share uniform draws."""
+    if not made:
+        return ""
+    lines = [
+        "**Difficulty-mix pools** (made from a probe of the starting weights; a second, independent probe "
+        "measured what each holds)",
+        "",
+        "| regime | prompts | asked: out of reach / mixed | second probe: out of reach / mixed / solved | out-of-reach "
+        f"prompts | probe samples | SHA-256 | zero-variance groups {baseline} draws |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for regime, pools in made.items():
+        rows = {row["sampler"]: row for row in table.get(regime, [])}
+        zero = f"{100 * rows[baseline]['frac_zero_variance']:.0f}%" if baseline in rows else "-"
+        for pool in pools:
+            asked = " / ".join(f"{100 * pool['shares'].get(kind, 0):.0f}%" for kind in ("out_of_reach", "mixed"))
+            found = " / ".join(f"{100 * pool['probe'][kind]:.1f}%" for kind in ("out_of_reach", "mixed", "solved"))
+            lines.append(
+                f"| {regime} | {pool['size']} | {asked} | {found} | {pool['out_of_reach_source']} | "
+                f"{pool['samples']} | {pool['sha256'][:12]} | {zero} |"
+            )
+    return "\n".join([*lines, ""])
+
+
 def machines_markdown(results: list[dict], unpaired: int, baseline: str = "uniform") -> str:
     """Which machines contributed, and the pairing rule in one sentence."""
     lines = ["Runs made on (CPU signature, warm-start digest):", ""]
@@ -223,11 +258,11 @@ def write_report(folder: Path) -> str:
     pools = {r["regime"]: r["pool"]["size"] for r in results}
     table = summarise(results)
     paired = paired_summary(results)
-    text = "\n".join(
-        [markdown(table, pools), paired_markdown(paired), machines_markdown(results, unpaired_runs(results))]
-    )
+    made = pools_made(results)
+    parts = [markdown(table, pools), paired_markdown(paired), machines_markdown(results, unpaired_runs(results))]
+    text = "\n".join([pools_markdown(made, table), *parts] if made else parts)
     (folder / "race.md").write_text(text)
-    summary = {"pools": pools, "summary": table, "paired": paired}
+    summary = {"pools": pools, "pools_made": made, "summary": table, "paired": paired}
     (folder / "race.json").write_text(json.dumps(summary, indent=1) + "\n")
     write_csv(results, folder / "race.csv")
     for regime in table:
