@@ -42,8 +42,11 @@ def test_a_committed_race_report_is_a_rebuild_of_its_ledger(race, tmp_path):
         )
 
 
-def test_the_readme_race_tables_are_the_quick_race_report():
+@pytest.mark.parametrize("race", ["quick", "mix"])
+def test_the_readme_race_tables_are_the_race_reports(race):
     readme = (ROOT / "README.md").read_text()
-    report = (RESULTS / "race" / "quick" / "race.md").read_text()
+    report = (RESULTS / "race" / race / "race.md").read_text()
     missing = [line for line in report.splitlines() if line.startswith("|") and line not in readme.splitlines()]
-    assert not missing, "README's quick race tables differ from docs/results/race/quick/race.md:\n" + "\n".join(missing)
+    assert not missing, f"README's {race} race tables differ from docs/results/race/{race}/race.md:\n" + "\n".join(
+        missing
+    )

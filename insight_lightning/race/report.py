@@ -262,7 +262,7 @@ def write_report(folder: Path) -> str:
     parts = [markdown(table, pools), paired_markdown(paired), machines_markdown(results, unpaired_runs(results))]
     text = "\n".join([pools_markdown(made, table), *parts] if made else parts)
     (folder / "race.md").write_text(text)
-    summary = {"pools": pools, "pools_made": made, "summary": table, "paired": paired}
+    summary = {"pools": pools, **({"pools_made": made} if made else {}), "summary": table, "paired": paired}
     (folder / "race.json").write_text(json.dumps(summary, indent=1) + "\n")
     write_csv(results, folder / "race.csv")
     for regime in table:
