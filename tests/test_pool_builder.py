@@ -13,7 +13,7 @@ from insight_lightning.cpu_signature import cpu_signature
 from insight_lightning.race.ledger import identity
 from insight_lightning.race.plan import RaceSettings, RunSpec, pool_args, run_args
 from insight_lightning.race.pool_builder import build_pools, proven_out_of_reach
-from insight_lightning.race.pools import MIXES
+from insight_lightning.race.pools import KINDS, MIXES
 from insight_lightning.race.report import pools_made, pools_markdown, summarise
 from insight_lightning.race.runner import check_pools, pool_record
 from insight_lightning.rollout import SamplingParams
@@ -65,16 +65,15 @@ def test_each_pool_has_its_stated_composition_on_a_second_probe(built):
         assert [row["id"] for row in pool] == list(range(20)) and len({problem_key(r) for r in pool}) == 20
         assert record["sha256"] == hashlib.sha256((folder / f"{regime}.jsonl").read_bytes()).hexdigest()
         probed = record["probe"]
-        assert (probed["out_of_reach"], probed["mixed"], probed["solved"]) == (
-            round(20 * shares["out_of_reach"]) / 20,
-            round(20 * shares["mixed"]) / 20,
-            0.0,
-        )
-        # out of reach means proven so: no answer can reach the target; the rest the policy sometimes solves
+        assert {kind: probed[kind] for kind in KINDS} == {kind: shares.get(kind, 0) for kind in KINDS}
+        # out of reach means proven so: no answer can reach the target; the rest the policy solves as the kind says
         hard = [row for row in pool if unreachable(row["nums"], row["target"])]
-        assert len(hard) == round(20 * shares["out_of_reach"])
-        assert all(0 < right_answers(task.prompt(row)) < SAMPLES for row in pool if row not in hard)
-        assert record["out_of_reach_source"] == "proven unreachable by the exact solver"
+        assert len(hard) == 20 * shares.get("out_of_reach", 0)
+        solved = [row for row in pool if row not in hard and right_answers(task.prompt(row)) == SAMPLES]
+        assert len(solved) == 20 * shares.get("solved", 0)
+        assert all(0 < right_answers(task.prompt(row)) < SAMPLES for row in pool if row not in hard + solved)
+        proven = "proven unreachable by the exact solver"
+        assert record["out_of_reach_source"] == (proven if shares.get("out_of_reach") else "none")
         assert record["candidates"]["prompts"] == 4 * 20
     assert rows(folder / "mix25.jsonl") != rows(folder / "mix75.jsonl")
 
@@ -99,10 +98,13 @@ def test_out_of_reach_is_proven_only_where_the_task_can_prove_it():
     assert len(problems) == 5 and all(unreachable(p["nums"], p["target"]) for p in problems)
 
 
-def test_unknown_regimes_are_one_sentence(tmp_path):
-    task = CountdownTask(train_size=2, test_size=1)
+def test_unknown_regimes_and_too_few_candidates_of_a_kind_are_one_sentence(tmp_path):
+    task = CountdownTask(train_size=2, test_size=1, template="compact")
     with pytest.raises(ValueError, match="unknown difficulty-mix regimes \\['mix60'\\]"):
         build_pools(task, SolvingPolicy(), SamplingParams(), ["mix60"], 4, tmp_path)
+    with pytest.raises(ValueError, match="the pool needs 5 solved prompts but the probe found 0 among the candidates"):
+        # the scripted policy answers at most SAMPLES of its samples right: never all 16, as the tiny policy
+        build_pools(task, SolvingPolicy(), SamplingParams(), ["solved50"], 10, tmp_path, samples=16)
 
 
 def test_a_mix_regime_trains_on_its_pool_file_and_evaluates_on_the_test_file(tmp_path):
@@ -158,7 +160,7 @@ def test_the_report_states_each_pool_and_the_zero_variance_share_uniform_draws(b
     text = pools_markdown(pools_made(results), summarise(results))
     sha = made["mix50"]["sha256"][:12]
     assert (
-        f"| mix50 | 20 | 50% / 50% | 50.0% / 50.0% / 0.0% | proven unreachable by the exact solver | 4 | {sha} | 60% |"
-        in text
+        f"| mix50 | 20 | 50% / 50% / 0% | 50.0% / 50.0% / 0.0% | proven unreachable by the exact solver | 4 | {sha} "
+        "| 60% |" in text
     )
     assert pools_markdown({}, summarise(results)) == ""

@@ -88,6 +88,7 @@ def build_pools(
         kept = [i for i, count in enumerate(solved) if kind_of(count, samples) != "out_of_reach"]
         candidates = [candidates[i] for i in kept] + proven
         solved = [solved[i] for i in kept] + [0] * len(proven)
+    source = "proven unreachable by the exact solver" if proven is not None else "the probe"
     made = {}
     for regime in regimes:
         pool = compose_pool(candidates, solved, samples, size, MIXES[regime], seed)
@@ -99,7 +100,7 @@ def build_pools(
             "size": size,
             "samples": samples,
             "seed": seed,
-            "out_of_reach_source": "proven unreachable by the exact solver" if proven is not None else "the probe",
+            "out_of_reach_source": source if MIXES[regime].get("out_of_reach") else "none",
             "candidates": found.composition(),
             "probe": probe(policy, task, pool, samples, params).composition(),
             "sha256": sha256,

@@ -8,9 +8,11 @@ from typing import Literal
 Kind = Literal["out_of_reach", "mixed", "solved"]
 KINDS: tuple[Kind, ...] = ("out_of_reach", "mixed", "solved")
 MIXES: dict[str, dict[Kind, float]] = {
-    f"mix{percent}": {"out_of_reach": percent / 100, "mixed": 1 - percent / 100} for percent in (25, 50, 75)
+    **{f"mix{percent}": {"out_of_reach": percent / 100, "mixed": 1 - percent / 100} for percent in (25, 50, 75)},
+    "solved50": {"mixed": 0.5, "solved": 0.5},
 }
-"""Race regimes of a stated difficulty mix: mixNN holds NN% prompts out of reach, the rest mixed."""
+"""Race regimes of a stated difficulty mix: mixNN holds NN% prompts out of reach and the rest mixed; solved50 half
+always solved by the starting policy, half mixed."""
 
 
 def kind_of(solved: int, samples: int) -> Kind:

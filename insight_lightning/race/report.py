@@ -9,6 +9,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from insight_lightning.race.ledger import Ledger, machines
+from insight_lightning.race.pools import KINDS
 
 # two-sided 95% Student t quantiles for 1..30 degrees of freedom (larger: the normal 1.96)
 T_975 = (
@@ -221,16 +222,16 @@ def pools_markdown(made: dict[str, list[dict]], table: dict[str, list[dict]], ba
         "**Difficulty-mix pools** (made from a probe of the starting weights; a second, independent probe "
         "measured what each holds)",
         "",
-        "| regime | prompts | asked: out of reach / mixed | second probe: out of reach / mixed / solved | out-of-reach "
-        f"prompts | probe samples | SHA-256 | zero-variance groups {baseline} draws |",
+        "| regime | prompts | asked: out of reach / mixed / solved | second probe: out of reach / mixed / solved "
+        f"| out-of-reach prompts | probe samples | SHA-256 | zero-variance groups {baseline} draws |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for regime, pools in made.items():
         rows = {row["sampler"]: row for row in table.get(regime, [])}
         zero = f"{100 * rows[baseline]['frac_zero_variance']:.0f}%" if baseline in rows else "-"
         for pool in pools:
-            asked = " / ".join(f"{100 * pool['shares'].get(kind, 0):.0f}%" for kind in ("out_of_reach", "mixed"))
-            found = " / ".join(f"{100 * pool['probe'][kind]:.1f}%" for kind in ("out_of_reach", "mixed", "solved"))
+            asked = " / ".join(f"{100 * pool['shares'].get(kind, 0):.0f}%" for kind in KINDS)
+            found = " / ".join(f"{100 * pool['probe'][kind]:.1f}%" for kind in KINDS)
             lines.append(
                 f"| {regime} | {pool['size']} | {asked} | {found} | {pool['out_of_reach_source']} | "
                 f"{pool['samples']} | {pool['sha256'][:12]} | {zero} |"

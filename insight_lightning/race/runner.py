@@ -99,7 +99,9 @@ def prepare_pools(settings: RaceSettings, out: Path, start: Path | None, threads
         [*command, "--regimes", *regimes, "--", *fit], env=run_env(threads), capture_output=True, text=True
     )
     if result.returncode != 0:
-        raise RuntimeError(f"building the pools failed:\n{result.stderr[-3000:]}")
+        last = (result.stderr.strip().splitlines() or [""])[-1]
+        why = last.removeprefix("error: ") if last.startswith("error: ") else "\n" + result.stderr[-3000:]
+        raise RuntimeError(f"building the pools failed: {why}")
     print(result.stdout.strip())
     return folder
 
