@@ -12,11 +12,17 @@ import yaml
 from insight_lightning.cpu_signature import cpu_signature
 from insight_lightning.race.ledger import identity
 from insight_lightning.race.plan import RaceSettings, RunSpec, pool_args, run_args
-from insight_lightning.race.pool_builder import build_pools, proven_out_of_reach
+from insight_lightning.race.pool_builder import (
+    CANDIDATES_PER_PROMPT,
+    build_pools,
+    proven_out_of_reach,
+    warm_start_problems,
+)
 from insight_lightning.race.pools import KINDS, MIXES
 from insight_lightning.race.report import pools_made, pools_markdown, summarise
 from insight_lightning.race.runner import check_pools, pool_record
 from insight_lightning.rollout import SamplingParams
+from insight_lightning.warmstart import WarmStartConfig
 from tasks import CountdownTask, MathTask
 from tasks.countdown_problems import problem_key, solve, unreachable
 
@@ -74,7 +80,7 @@ def test_each_pool_has_its_stated_composition_on_a_second_probe(built):
         assert all(0 < right_answers(task.prompt(row)) < SAMPLES for row in pool if row not in hard + solved)
         proven = "proven unreachable by the exact solver"
         assert record["out_of_reach_source"] == (proven if shares.get("out_of_reach") else "none")
-        assert record["candidates"]["prompts"] == 4 * 20
+        assert record["candidates"]["prompts"] == CANDIDATES_PER_PROMPT * 20
     assert rows(folder / "mix25.jsonl") != rows(folder / "mix75.jsonl")
 
 
@@ -90,6 +96,16 @@ def test_pools_keep_the_ordinary_test_split_and_never_overlap_it(built):
     test_keys = {problem_key(r) for r in test}
     for regime in MIXES:
         assert not test_keys & {problem_key(r) for r in rows(folder / f"{regime}.jsonl")}
+
+
+def test_no_pool_takes_a_problem_the_starting_weights_were_trained_on(built, tmp_path):
+    task, folder, _ = built
+    before = {problem_key(row) for row in rows(folder / "mix25.jsonl")}
+    trained_on = before | warm_start_problems(task, WarmStartConfig(num_examples=50, seed=1))
+    assert len(trained_on) > len(before)  # the warm-start's problems, keyed as the pools are
+    build_pools(task, SolvingPolicy(), SamplingParams(), ["mix25"], 20, tmp_path, SAMPLES, trained_on=trained_on)
+    assert not {problem_key(row) for row in rows(tmp_path / "mix25.jsonl")} & trained_on
+    assert warm_start_problems(task, None) == set()
 
 
 def test_out_of_reach_is_proven_only_where_the_task_can_prove_it():

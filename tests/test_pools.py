@@ -32,6 +32,8 @@ def test_a_composed_pool_has_its_stated_composition_on_its_probe():
     found = probe(policy, task, candidates, samples=SAMPLES).solved.tolist()
     pool = compose_pool(candidates, found, SAMPLES, 16, {"out_of_reach": 0.5, "mixed": 0.5}, seed=0)
     assert len(pool) == 16 and len({p["id"] for p in pool}) == 16
+    kinds = [kind_of(found[candidates.index(row)], SAMPLES) for row in pool]
+    assert set(kinds[:8]) == {"out_of_reach", "mixed"}  # shuffled: no kind comes first
     composition = probe(policy, task, pool, samples=SAMPLES).composition()
     assert (composition["out_of_reach"], composition["mixed"], composition["solved"]) == (0.5, 0.5, 0.0)
     assert pool == compose_pool(candidates, found, SAMPLES, 16, {"out_of_reach": 0.5, "mixed": 0.5}, seed=0)

@@ -2,12 +2,12 @@
 
 python -m insight_lightning.race.pool_builder --out DIR --regimes mix50 [...] --size N -- FIT ARGUMENTS
 
-Writes, in DIR: test.jsonl (the ordinary generator's test split, which every regime evaluates on), and per regime
-REGIME.jsonl (its pool) and REGIME.json (how it was made, what the probes found, the pool's SHA-256). Candidates are
-drawn from the task's generator away from the test split and probed (K samples each); a pool takes its mixed (and
-solved) prompts from them. Its out-of-reach prompts are, for Countdown, problems the exact solver proves unreachable
-(no answer can ever earn more than the format reward, so they stay out of reach as the policy learns); for other tasks,
-candidates the probe found out of reach.
+Writes, in DIR: test.jsonl (main's test split, which every difficulty mix evaluates on), and per regime REGIME.jsonl
+(its pool) and REGIME.json (how it was made, what the probes found, the pool's SHA-256). Candidates are drawn from
+the task's generator away from the test split and from the warm-start's supervised problems (as main's pool is),
+and probed (K samples each); a pool takes its mixed (and solved) prompts from them. Its out-of-reach prompts are,
+for Countdown, problems the exact solver proves unreachable (no answer can ever earn more than the format reward,
+so they stay out of reach as the policy learns); for other tasks, candidates the probe found out of reach.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from insight_lightning.experience import RolloutPolicy
 from insight_lightning.probe import probe
 from insight_lightning.race.pools import MIXES, compose_pool, kind_counts, kind_of
 from insight_lightning.rollout import SamplingParams
+from insight_lightning.warmstart import WarmStartConfig
 from tasks import CountdownTask, Task
 from tasks.countdown_problems import generate_problems
 from tasks.splits import FileOrGeneratedSplits, split_seed
@@ -50,11 +51,19 @@ def proven_out_of_reach(task: Task, count: int, seed: int, exclude: set) -> list
     )
 
 
+def warm_start_problems(task: Task, config: WarmStartConfig | None) -> set:
+    """Keys of the problems a warm-start of `config` trains on (the weights it loads were made with the same
+    settings: the race's own warm-start)."""
+    if config is None or not isinstance(task, FileOrGeneratedSplits):
+        return set()
+    return {task.problem_key(row) for row in task.warmstart_examples(config.num_examples, config.seed)}
+
+
 def write_rows(rows: list[dict], path: Path) -> str:
     """Rows as JSON lines; returns the file's SHA-256 (its content hash, as the ledger records it)."""
-    text = "".join(json.dumps(row) + "\n" for row in rows)
-    path.write_text(text)
-    return hashlib.sha256(text.encode()).hexdigest()
+    data = "".join(json.dumps(row) + "\n" for row in rows).encode()
+    path.write_bytes(data)
+    return hashlib.sha256(data).hexdigest()
 
 
 def build_pools(
@@ -66,8 +75,12 @@ def build_pools(
     folder: Path,
     samples: int = PROBE_SAMPLES,
     seed: int = 0,
+    trained_on: set | None = None,
 ) -> dict[str, dict]:
-    """Probe candidates, compose each regime's pool of `size` prompts, re-probe it; write the files (module doc)."""
+    """Probe candidates, compose each regime's pool of `size` prompts, re-probe it; write the files (module doc).
+
+    `trained_on` holds the keys of the problems the starting weights were trained on: no pool takes one of them.
+    """
     if not isinstance(task, FileOrGeneratedSplits):
         raise ValueError(f"difficulty-mix pools need a task with generated splits, not {type(task).__name__}")
     unknown = [r for r in regimes if r not in MIXES]
@@ -76,12 +89,13 @@ def build_pools(
     folder.mkdir(parents=True, exist_ok=True)
     test = task.examples("test")
     write_rows(test, folder / "test.jsonl")
-    taken = {task.problem_key(row) for row in test}
+    taken = {task.problem_key(row) for row in test} | (trained_on or set())
     candidates = task.generate(CANDIDATES_PER_PROMPT * size, split_seed(task.seed_namespace, seed, "pool"), taken)
     torch.manual_seed(seed)
     found = probe(policy, task, candidates, samples, params)
     solved = found.solved.tolist()
-    needed = max(kind_counts(size, MIXES[r]).get("out_of_reach", 0) for r in regimes)
+    # As many as any regime could take, so that a regime's pool does not depend on the others built with it.
+    needed = max(kind_counts(size, shares).get("out_of_reach", 0) for shares in MIXES.values())
     taken |= {task.problem_key(row) for row in candidates}
     proven = proven_out_of_reach(task, needed, split_seed(task.seed_namespace, seed, "out-of-reach"), taken)
     if proven is not None:  # the probe's out-of-reach candidates are replaced by problems proven out of reach
@@ -126,7 +140,15 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
     module = cli_main(args.fit_args, run=False).model
     module.build_policy()
     made = build_pools(
-        module.task, module.policy, module.rollout, args.regimes, args.size, Path(args.out), args.samples, args.seed
+        module.task,
+        module.policy,
+        module.rollout,
+        args.regimes,
+        args.size,
+        Path(args.out),
+        args.samples,
+        args.seed,
+        warm_start_problems(module.task, module.warm_start_config),
     )
     for regime, record in made.items():
         shares = record["probe"]

@@ -83,7 +83,8 @@ def prepare_pools(settings: RaceSettings, out: Path, start: Path | None, threads
     if not regimes:
         return None
     folder = out / "pools"
-    if all((folder / f"{regime}.json").is_file() for regime in regimes):
+    files = ["test.jsonl", *(f"{regime}.{suffix}" for regime in regimes for suffix in ("json", "jsonl"))]
+    if all((folder / name).is_file() for name in files):
         return folder
     print(f"[race] probing candidates from the starting weights for the pools of {', '.join(regimes)}")
     start_args = [f"--model.warm_start.init_from={start}"] if start else ["--model.warm_start=null"]
@@ -130,8 +131,8 @@ def pool_record(log_dir: Path) -> dict:
     task = yaml.safe_load((log_dir / "config.yaml").read_text())["data"]["task"]
     args = dict(task["init_args"])
     record = {"size": args["train_size"], "task": task["class_path"], "task_args": args}
-    if args.get("train_file"):
-        pool = Path(args["train_file"])
+    pool = Path(args["train_file"]) if args.get("train_file") else None
+    if pool is not None and pool.is_file():  # a dataset name is recorded as it is
         record["sha256"] = hashlib.sha256(pool.read_bytes()).hexdigest()
         made = pool.with_suffix(".json")
         if made.is_file():
@@ -224,7 +225,8 @@ def execute(race: RaceContext, run: RunSpec) -> None:
 
 def check_pools(records: list[dict], here: tuple[str, str | None], pools: Path | None) -> None:
     """Refuse to add runs on a pool other than the one this machine's runs of the same regime trained on (a pool is
-    rebuilt only if the work folder was lost; the probe is seeded, so it rebuilds the same pool on this signature)."""
+    rebuilt only if the work folder was lost; the probe is seeded, but its floating point may differ with the
+    number of threads)."""
     for record in records:
         if "sha256" not in record["pool"] or identity(record) != here:
             continue
