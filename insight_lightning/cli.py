@@ -6,6 +6,7 @@ import logging
 import os
 import sys
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import lightning
@@ -189,10 +190,11 @@ def main(args: list[str] | None = None, run: bool = True) -> InsightCLI:
     return InsightCLI(GRPOModule, PromptDataModule, args=args, run=run, **CLI_SETTINGS)
 
 
-def run_from_command_line(argv: list[str] | None = None) -> None:
-    """Entry point: user errors end with one line on stderr (INSIGHT_LIGHTNING_TRACEBACK=1 shows the traceback)."""
+def run_from_command_line(argv: list[str] | None = None, command: Callable[[list[str] | None], object] = main) -> None:
+    """Entry point of a command (fit by default, the probe, the pool builder): user errors end with one line on
+    stderr (INSIGHT_LIGHTNING_TRACEBACK=1 shows the traceback)."""
     try:
-        main(argv)  # None: LightningCLI reads sys.argv itself (DDP/FSDP relaunch it for the other ranks)
+        command(argv)  # None: LightningCLI reads sys.argv itself (DDP/FSDP relaunch it for the other ranks)
     except USER_ERRORS as err:
         if os.environ.get("INSIGHT_LIGHTNING_TRACEBACK") == "1":
             raise

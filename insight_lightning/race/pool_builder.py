@@ -160,10 +160,6 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
 
 
 if __name__ == "__main__":
-    from insight_lightning.cli import USER_ERRORS
-    from insight_lightning.cli_errors import explain
+    from insight_lightning.cli import run_from_command_line
 
-    try:
-        main()
-    except USER_ERRORS as err:
-        raise SystemExit(f"error: {explain(err)}") from None
+    run_from_command_line(command=main)
