@@ -15,7 +15,7 @@ from jsonargparse import ActionConfigFile, ArgumentError, set_parsing_settings
 from lightning.pytorch.callbacks import ProgressBar
 from lightning.pytorch.cli import LightningCLI
 
-from insight_lightning.checkpoint_io import check_readable, install_checkpoint_io
+from insight_lightning.checkpoints.io import check_readable, install_checkpoint_io
 from insight_lightning.cli_errors import explain
 from insight_lightning.data import PromptDataModule
 from insight_lightning.model_loading import PolicyLoadError

@@ -12,7 +12,7 @@ import os
 import sys
 from pathlib import Path
 
-from insight_lightning.checkpoint_io import CheckpointReadError, read_checkpoint
+from insight_lightning.checkpoints.io import CheckpointReadError, read_checkpoint
 from insight_lightning.cli import CLI_SETTINGS, USER_ERRORS, InsightCLI, quiet_known_warnings, resolve_config
 from insight_lightning.cli_errors import explain
 from insight_lightning.data import PromptDataModule

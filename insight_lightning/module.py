@@ -12,13 +12,14 @@ import lightning as L
 import torch
 from torch import Tensor
 
-from insight_lightning.checkpointing import (
+from insight_lightning.checkpoints.persisted import (
     check_weights_present,
     persisted_keys,
     restore_rank_rng,
     rng_states_of_all_ranks,
     trained_state,
 )
+from insight_lightning.checkpoints.rng import capture_rng_state, restore_rng_state
 from insight_lightning.config import GRPOConfig, LoggingConfig, OptimizerConfig, RolloutConfig, ValidationConfig
 from insight_lightning.data import PromptBatch
 from insight_lightning.divergence import check_finite_weights
@@ -30,7 +31,6 @@ from insight_lightning.learner import Learner
 from insight_lightning.model_loading import PolicyConfig
 from insight_lightning.optimization import build_optimizer
 from insight_lightning.policy import Policy, build_policy
-from insight_lightning.rng import capture_rng_state, restore_rng_state
 from insight_lightning.scalar_logging import log_scalars, log_text_samples
 from insight_lightning.selection_callback import SelectionCallback
 from insight_lightning.setting_checks import check_model_settings, check_sampling_settings, check_strategy_settings

@@ -10,7 +10,7 @@ from conftest import cli_in_process
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.strategies import ModelParallelStrategy, SingleDeviceStrategy
 
-from insight_lightning.checkpoint_io import (
+from insight_lightning.checkpoints.io import (
     AtomicCheckpointIO,
     CheckpointReadError,
     check_sharded_checkpoint,

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 from torch.distributed.tensor import DTensor
 
-from insight_lightning.rng import capture_rng_state, restore_rng_state
+from insight_lightning.checkpoints.rng import capture_rng_state, restore_rng_state
 
 
 def persisted_keys(module: nn.Module, keep_base: bool) -> set[str]:
