@@ -1,11 +1,11 @@
 """insight_lightning: GRPO + LoRA training with online prompt selection (InSight and baselines) on Lightning."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 _LAZY = {
     "GRPOModule": "insight_lightning.module",
-    "PromptDataModule": "insight_lightning.data",
-    "SelectionCallback": "insight_lightning.selection_callback",
+    "PromptDataModule": "insight_lightning.selection.data_module",
+    "SelectionCallback": "insight_lightning.selection.callback",
 }
 
 

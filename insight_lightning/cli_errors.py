@@ -14,6 +14,9 @@ _CLASS_PATH = re.compile(r"(Problem with given class_path '[^']+': [^-]*?)(?: - 
 _SHORT_NAME = re.compile(r"Expected a dot import path string: (\S+)")
 _UNION = "Does not validate against any of the Union subtypes"
 _ARGUMENT = re.compile(r"[A-Za-z_]\w*=")
+# Modules whose classes a config.yaml of insight_lightning < 0.2 names in a class_path, and where they are now.
+MOVED_MODULES = {"insight_lightning.selection_callback": "insight_lightning.selection.callback"}
+_MOVED = re.compile(r"class_path '((" + "|".join(re.escape(m) for m in MOVED_MODULES) + r")\.\w+)'")
 
 
 def _instantiated_option(error: BaseException) -> str | None:
@@ -60,6 +63,10 @@ def explain(error: BaseException) -> str:
     expected = _EXPECTED.search(message)
     if expected:
         return f"{prefix} expected {expected.group(1) or expected.group(2)}, got '{expected.group(3)}'."
+    moved = _MOVED.search(message)
+    if moved:
+        now = MOVED_MODULES[moved.group(2)] + moved.group(1)[len(moved.group(2)) :]
+        return f"{prefix} '{moved.group(1)}' moved to '{now}' in insight_lightning 0.2; change the class_path to it."
     class_path = _CLASS_PATH.search(message)
     if class_path:
         return f"{prefix} {class_path.group(1).strip()}."

@@ -6,7 +6,7 @@ import lightning as L
 import torch
 from torch.distributed.tensor import DTensor
 
-from insight_lightning.selection_callback import SelectionCallback
+from insight_lightning.selection.callback import SelectionCallback
 
 
 def _full(tensor: torch.Tensor) -> torch.Tensor:

@@ -1,6 +1,7 @@
 """Bad data and bad settings are reported, never accepted quietly: skipped rows with reasons, small pools, one-line
 config errors that name the option, and warnings for sampling settings that make GRPO learn nothing."""
 
+import importlib
 import json
 import re
 import sys
@@ -8,10 +9,11 @@ import warnings
 
 import pytest
 
-from insight_lightning.cli import run_from_command_line
+from insight_lightning.cli import BUILTIN_CONFIGS, run_from_command_line
+from insight_lightning.cli_errors import MOVED_MODULES
 from insight_lightning.config import RolloutConfig
-from insight_lightning.data import PromptDataModule
 from insight_lightning.module import GRPOModule
+from insight_lightning.selection.data_module import PromptDataModule
 from tasks.blocksworld import BlocksworldTask
 from tasks.countdown import CountdownTask
 from tasks.math import MathTask
@@ -165,6 +167,19 @@ def test_a_mistyped_class_path_in_yaml_is_one_line(monkeypatch, capsys, tmp_path
     config.write_text("data:\n  sampler:\n    class_path: samplers.InSightSamplr\n", encoding="utf-8")
     line = _cli_error(monkeypatch, capsys, "--config", str(config))
     assert line.startswith("error: data.sampler: ") and "samplers.InSightSamplr" in line
+
+
+@pytest.mark.parametrize("old", sorted(MOVED_MODULES))
+def test_a_config_written_before_the_move_names_the_class_path_to_write(monkeypatch, capsys, tmp_path, old):
+    """A shipped config with a class path of insight_lightning < 0.2 is refused naming the new one, which imports."""
+    now = MOVED_MODULES[old]
+    shipped = (BUILTIN_CONFIGS / "countdown.yaml").read_text(encoding="utf-8")
+    moved_class = re.search(re.escape(now) + r"\.(\w+)", shipped).group(1)
+    config = tmp_path / "countdown.yaml"
+    config.write_text(shipped.replace(now, old), encoding="utf-8")
+    line = _cli_error(monkeypatch, capsys, "--config", str(config))
+    assert f"'{old}.{moved_class}' moved to '{now}.{moved_class}'" in line and "change the class_path" in line
+    assert isinstance(getattr(importlib.import_module(now), moved_class), type)
 
 
 def test_a_yaml_syntax_error_names_the_file_and_line(monkeypatch, capsys, tmp_path):

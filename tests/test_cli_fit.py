@@ -8,7 +8,7 @@ from conftest import ROOT, cli
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from insight_lightning.cli import main
-from insight_lightning.selection_callback import SelectionCallback
+from insight_lightning.selection.callback import SelectionCallback
 
 REQUIRED_TAGS = {
     "train/reward",

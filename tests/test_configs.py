@@ -31,7 +31,7 @@ def test_every_config_parses(config):
     args = ["--config", "countdown.yaml", "--config", config] if Path(config) in SNIPPETS else ["--config", config]
     result = cli_in_process("fit", *args, "--print_config")
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "class_path: insight_lightning.selection_callback.SelectionCallback" in result.stdout
+    assert "class_path: insight_lightning.selection.callback.SelectionCallback" in result.stdout
 
 
 @pytest.mark.parametrize("config", [str(c) for c in CPU])

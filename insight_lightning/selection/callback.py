@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import lightning as L
 import torch
 
-from insight_lightning.scalar_logging import log_scalars, tensorboard
+from insight_lightning.selection.scalar_logging import log_scalars, tensorboard
 from samplers import Outcomes, PromptSelector, SelectionRecord
 
 

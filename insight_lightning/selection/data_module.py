@@ -11,7 +11,7 @@ from typing import Any
 import lightning as L
 from torch import Tensor
 
-from insight_lightning.selection_callback import SelectionCallback
+from insight_lightning.selection.callback import SelectionCallback
 from samplers import PromptSelector, Refresh, Sampler, SelectionRecord, build_sampler
 from tasks import Task, build_task
 
