@@ -24,8 +24,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.machine import machine_name  # noqa: E402
-from insight_lightning.model_loading import PolicyConfig, build_base_policy  # noqa: E402
-from insight_lightning.prompts import PromptEncoder  # noqa: E402
+from insight_lightning.policy.loading import PolicyConfig, build_base_policy  # noqa: E402
+from insight_lightning.policy.prompts import PromptEncoder  # noqa: E402
 from tasks.countdown import ANSWER_CLOSE, ANSWER_OPEN, TEMPLATES, CountdownTask, countdown_reward  # noqa: E402
 
 NEW_TOKENS = 24

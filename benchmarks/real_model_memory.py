@@ -42,8 +42,8 @@ def one_update(checkpointing: bool, chunk: int | None, low_threshold: bool) -> d
 
     from insight_lightning.config import RolloutConfig
     from insight_lightning.host_memory import mmapped_large_blocks
-    from insight_lightning.model_loading import PolicyConfig
-    from insight_lightning.policy import build_policy
+    from insight_lightning.policy.loading import PolicyConfig
+    from insight_lightning.training.policy import build_policy
 
     policy = build_policy(
         PolicyConfig(**SMOLLM2, gradient_checkpointing=checkpointing), RolloutConfig(), chunk, torch.device("cpu")
@@ -82,7 +82,7 @@ def main() -> None:
         print(json.dumps(one_update(rest[0] == "1", chunk, rest[2] == "1")))
         return
     from benchmarks.machine import machine_name
-    from insight_lightning.model_loading import PolicyConfig, build_base_policy
+    from insight_lightning.policy.loading import PolicyConfig, build_base_policy
 
     build_base_policy(PolicyConfig(**SMOLLM2))  # writes the dequantised copy once, so every setting loads it alike
     print(f"machine: {machine_name()}, {os.cpu_count()} cores")

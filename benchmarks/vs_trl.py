@@ -79,7 +79,7 @@ def make_task(settings: dict) -> MathTask:
 
 
 def policy_config(settings: dict):
-    from insight_lightning.model_loading import LoraSettings, PolicyConfig
+    from insight_lightning.policy.loading import LoraSettings, PolicyConfig
 
     return PolicyConfig(
         **settings["policy"],
@@ -158,7 +158,7 @@ def run_ours(settings: dict, steps: int, seed: int) -> dict:
 
 # -------------------------------------------------------------------------------------------------------------- trl
 def rendered_prompts(settings: dict, tokenizer) -> tuple[list[str], list[dict], MathTask]:
-    from insight_lightning.prompts import PromptEncoder
+    from insight_lightning.policy.prompts import PromptEncoder
 
     task = make_task(settings)
     examples = task.build_examples("train")
@@ -172,8 +172,8 @@ def run_trl(settings: dict, steps: int, seed: int) -> dict:
     from transformers import TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
 
-    from insight_lightning.gguf_cache import plain_float_model
-    from insight_lightning.model_loading import build_base_policy
+    from insight_lightning.policy.gguf_cache import plain_float_model
+    from insight_lightning.policy.loading import build_base_policy
 
     model, tokenizer = build_base_policy(policy_config(settings))
     # GGUF weights are dequantised at load; only the quantizer's bookkeeping makes HF's Trainer refuse to train.
@@ -238,7 +238,7 @@ def run_trl(settings: dict, steps: int, seed: int) -> dict:
 def run_floor(settings: dict, steps: int, seed: int) -> dict:
     import torch
 
-    from insight_lightning.model_loading import apply_adapter, build_base_policy
+    from insight_lightning.policy.loading import apply_adapter, build_base_policy
 
     torch.manual_seed(seed)
     config = policy_config(settings)

@@ -82,7 +82,7 @@ def train(steps: int, prompts_per_step: int, group_size: int, pool: int, seed: i
     from peft import LoraConfig
     from trl import GRPOConfig, GRPOTrainer
 
-    from insight_lightning.tiny_policy import TinyModelConfig, build_char_tokenizer, build_tiny_model
+    from insight_lightning.policy.tiny import TinyModelConfig, build_char_tokenizer, build_tiny_model
     from tasks import CountdownTask
 
     torch.manual_seed(seed)

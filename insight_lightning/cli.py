@@ -17,8 +17,8 @@ from lightning.pytorch.cli import LightningCLI
 
 from insight_lightning.checkpoints.io import check_readable, install_checkpoint_io
 from insight_lightning.cli_errors import explain
-from insight_lightning.model_loading import PolicyLoadError
 from insight_lightning.module import GRPOModule
+from insight_lightning.policy.loading import PolicyLoadError
 from insight_lightning.selection.data_module import PromptDataModule
 from insight_lightning.step_progress import StepProgressBar
 from insight_lightning.vllm_engine import RolloutEngineError

@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from insight_lightning.grpo import LOSS_AGGREGATIONS, RolloutCorrection
+from insight_lightning.policy.shared_prefix import PrefixSharing
 from insight_lightning.rollout import KVCache, SamplingParams
-from insight_lightning.shared_prefix import PrefixSharing
 from insight_lightning.vllm_engine import VLLMSettings
 
 Engine = Literal["hf", "vllm", "vllm_server"]

@@ -21,7 +21,7 @@ from tasks.base import Prompt
 
 
 class RolloutPolicy(Protocol):
-    """What experience collection needs of the policy (insight_lightning.policy.Policy is one)."""
+    """What experience collection needs of the policy (insight_lightning.training.policy.Policy is one)."""
 
     pad_token_id: int
 

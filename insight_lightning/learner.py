@@ -21,11 +21,11 @@ from torch import Tensor
 from torch.distributed.tensor import DTensor
 
 from insight_lightning.config import GRPOConfig
-from insight_lightning.divergence import DivergedError
-from insight_lightning.fsdp import gradient_sync
 from insight_lightning.grpo import aggregate_loss, grpo_token_loss, loss_normalizer, rollout_correction_weights
-from insight_lightning.policy import Policy
+from insight_lightning.policy.divergence import DivergedError
+from insight_lightning.policy.fsdp import gradient_sync
 from insight_lightning.rollout import RolloutBatch
+from insight_lightning.training.policy import Policy
 
 
 @dataclass

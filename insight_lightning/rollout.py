@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 from transformers import DynamicCache, GenerationConfig, LlamaModel
 
-from insight_lightning.divergence import explain_sampling_failure
+from insight_lightning.policy.divergence import explain_sampling_failure
 
 KVCache = Literal["dynamic", "static"]
 

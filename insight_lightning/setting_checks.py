@@ -7,7 +7,7 @@ import warnings
 import torch
 
 from insight_lightning.config import GRPOConfig, RolloutConfig
-from insight_lightning.model_loading import PolicyConfig
+from insight_lightning.policy.loading import PolicyConfig
 
 
 def check_model_settings(policy: PolicyConfig, grpo: GRPOConfig) -> None:

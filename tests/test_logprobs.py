@@ -6,7 +6,7 @@ from peft import LoraConfig, get_peft_model
 from torch import nn
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from insight_lightning.logprobs import completion_logprobs, entropy_from_logits, sequence_logprobs
+from insight_lightning.policy.logprobs import completion_logprobs, entropy_from_logits, sequence_logprobs
 
 VOCAB = 64
 

@@ -6,17 +6,17 @@ import pytest
 import torch
 
 from insight_lightning.config import OptimizerConfig
-from insight_lightning.model_loading import (
+from insight_lightning.optimization import learning_rate_factor
+from insight_lightning.policy.loading import (
     PolicyConfig,
     PolicyLoadError,
     apply_adapter,
     build_base_policy,
     resolve_model_name,
 )
-from insight_lightning.optimization import learning_rate_factor
-from insight_lightning.prompts import PromptEncoder
+from insight_lightning.policy.prompts import PromptEncoder
+from insight_lightning.policy.tiny import TinyModelConfig, build_char_tokenizer, build_tiny_model
 from insight_lightning.rollout import HFGenerateEngine, SamplingParams, completion_mask_from_eos
-from insight_lightning.tiny_policy import TinyModelConfig, build_char_tokenizer, build_tiny_model
 from insight_lightning.warmstart import WarmStartConfig, encode_supervised, warm_start
 
 

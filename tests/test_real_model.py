@@ -10,10 +10,10 @@ from conftest import cli
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from insight_lightning.config import RolloutConfig
-from insight_lightning.gguf_cache import cached_folder
-from insight_lightning.model_loading import PolicyConfig, PolicyLoadError, build_base_policy, resolve_model_name
-from insight_lightning.policy import build_policy
+from insight_lightning.policy.gguf_cache import cached_folder
+from insight_lightning.policy.loading import PolicyConfig, PolicyLoadError, build_base_policy, resolve_model_name
 from insight_lightning.rollout import SamplingParams
+from insight_lightning.training.policy import build_policy
 from tasks import MathTask
 
 pytestmark = pytest.mark.skipif(
@@ -52,7 +52,7 @@ def test_a_gguf_model_loads_from_its_dequantised_copy_like_from_the_gguf(policy,
 
 
 def test_an_interrupted_or_stale_gguf_copy_is_not_read(tmp_path, monkeypatch):
-    import insight_lightning.model_loading as loading
+    import insight_lightning.policy.loading as loading
 
     source = Path(resolve_model_name(SMOLLM2.name)) / SMOLLM2.gguf_file
     copy = cached_folder(source, str(tmp_path))

@@ -7,9 +7,9 @@ import torch
 from peft import LoraConfig, get_peft_model
 from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
-from insight_lightning.logprobs import sequence_logprobs
+from insight_lightning.policy.logprobs import sequence_logprobs
+from insight_lightning.policy.shared_prefix import pack_shared_prefixes, packing_cost_ratio, plan_prefix_sharing
 from insight_lightning.rollout import RolloutBatch
-from insight_lightning.shared_prefix import pack_shared_prefixes, packing_cost_ratio, plan_prefix_sharing
 
 VOCAB = 40
 

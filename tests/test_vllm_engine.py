@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from insight_lightning.model_loading import LoraSettings, PolicyConfig
+from insight_lightning.policy.loading import LoraSettings, PolicyConfig
 from insight_lightning.rollout import SamplingParams
 from insight_lightning.vllm_engine import (
     RolloutEngineError,
@@ -97,7 +97,7 @@ PROMPTS = ["12+7=", "Using 3 and 4, make 7:", "hello", "9*9 is "]
 
 def build_tiny(engine: str, lora: LoraSettings | None, **vllm):
     from insight_lightning.config import RolloutConfig
-    from insight_lightning.policy import build_policy
+    from insight_lightning.training.policy import build_policy
 
     vllm.setdefault("kv_cache_gib", KV_CACHE_GIB)
     rollout = RolloutConfig(max_new_tokens=12, max_prompt_tokens=64, engine=engine, vllm=VLLMSettings(**vllm))
@@ -316,8 +316,8 @@ def vllm_server(tmp_path_factory):
     """A vLLM OpenAI-compatible server on 127.0.0.1 serving the tiny base model, with runtime LoRA loading."""
     if not RUN_VLLM_TESTS:
         pytest.skip(NO_VLLM)
-    from insight_lightning.model_loading import build_base_policy
-    from insight_lightning.policy import vllm_base_folder
+    from insight_lightning.policy.loading import build_base_policy
+    from insight_lightning.training.policy import vllm_base_folder
 
     base, tokenizer = build_base_policy(PolicyConfig())  # the tiny model is seeded: the same base as the policy's
     folder = vllm_base_folder(PolicyConfig(), base, tokenizer, warm_started=False)
@@ -361,7 +361,7 @@ def test_colocated_greedy_equals_hf_on_smollm2_with_its_chat_template_and_adapte
     from dataclasses import replace
 
     from insight_lightning.config import RolloutConfig
-    from insight_lightning.policy import build_policy
+    from insight_lightning.training.policy import build_policy
     from tasks import CountdownTask
 
     config = PolicyConfig(

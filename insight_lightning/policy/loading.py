@@ -14,8 +14,8 @@ from typing import Literal
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
-from insight_lightning.gguf_cache import DEFAULT_CACHE_DIR, cached_folder, is_complete, write_copy
-from insight_lightning.tiny_policy import TinyModelConfig, build_char_tokenizer, build_tiny_model
+from insight_lightning.policy.gguf_cache import DEFAULT_CACHE_DIR, cached_folder, is_complete, write_copy
+from insight_lightning.policy.tiny import TinyModelConfig, build_char_tokenizer, build_tiny_model
 
 TINY = "tiny"
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}

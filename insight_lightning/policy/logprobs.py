@@ -11,7 +11,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from insight_lightning.shared_prefix import PrefixSharing, plan_prefix_sharing
+from insight_lightning.policy.shared_prefix import PrefixSharing, plan_prefix_sharing
 
 __all__ = [
     "SCORED_LOGPROBS_METHOD",
@@ -21,7 +21,7 @@ __all__ = [
     "sequence_logprobs",
 ]
 
-# Name under which insight_lightning.fsdp registers scored_logprobs on a sharded model as an FSDP2 forward method.
+# Name under which policy.fsdp registers scored_logprobs on a sharded model as an FSDP2 forward method.
 SCORED_LOGPROBS_METHOD = "scored_logprobs"
 
 
@@ -115,9 +115,9 @@ def sequence_logprobs(
     # returns logp [B, L] float32: log p(input_ids[b, t] | input_ids[b, :t]) at scored (b, t), 0 elsewhere;
     #   entropy [B, L] float32 of the distribution at that step (with grad), or None.
     # prefix_sharing: consecutive rows with the same unscored prefix (a GRPO group's prompt) run it once
-    #   (insight_lightning.shared_prefix); auto does so when it saves compute.
+    #   (insight_lightning.policy.shared_prefix); auto does so when it saves compute.
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    # Under FSDP2 the same function is registered on the root unit as a forward method (insight_lightning.fsdp),
+    # Under FSDP2 the same function is registered on the root unit as a forward method (insight_lightning.policy.fsdp),
     # so that the root's weights are gathered and its gradients reduced around it.
     method = getattr(base, SCORED_LOGPROBS_METHOD, None)
     if method is not None:

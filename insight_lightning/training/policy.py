@@ -17,19 +17,19 @@ from torch import Tensor, nn
 from transformers import PreTrainedModel
 
 from insight_lightning.config import RolloutConfig
-from insight_lightning.fsdp import shard_policy, unsharded_for_generation
-from insight_lightning.gguf_cache import plain_float_model
-from insight_lightning.logprobs import sequence_logprobs
-from insight_lightning.model_loading import (
+from insight_lightning.policy.fsdp import shard_policy, unsharded_for_generation
+from insight_lightning.policy.gguf_cache import plain_float_model
+from insight_lightning.policy.loading import (
     PolicyConfig,
     apply_adapter,
     build_base_policy,
     dequantised_copy,
     resolve_model_name,
 )
-from insight_lightning.prompts import PromptEncoder
+from insight_lightning.policy.logprobs import sequence_logprobs
+from insight_lightning.policy.prompts import PromptEncoder
+from insight_lightning.policy.shared_prefix import PrefixSharing
 from insight_lightning.rollout import HFGenerateEngine, RolloutBatch, RolloutEngine, SamplingParams, concat_rollouts
-from insight_lightning.shared_prefix import PrefixSharing
 from insight_lightning.vllm_engine import VLLMColocatedEngine, VLLMServerEngine
 from tasks.base import Prompt
 
@@ -44,7 +44,7 @@ class Policy(nn.Module):
         engine: samples completions from the model.
         generate_batch_size: sequences per engine call (None: all of a call's sequences at once).
         logprob_chunk_size: positions per chunk of the output head + log-softmax.
-        prefix_sharing: whether rows of one prompt run it once when scored (insight_lightning.shared_prefix).
+        prefix_sharing: whether rows of one prompt run it once when scored (insight_lightning.policy.shared_prefix).
     """
 
     def __init__(

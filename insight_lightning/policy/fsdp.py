@@ -12,7 +12,7 @@ from contextlib import contextmanager
 
 from torch import nn
 
-from insight_lightning.logprobs import SCORED_LOGPROBS_METHOD, scored_logprobs
+from insight_lightning.policy.logprobs import SCORED_LOGPROBS_METHOD, scored_logprobs
 
 __all__ = ["gradient_sync", "shard_policy", "unsharded_for_generation"]
 
