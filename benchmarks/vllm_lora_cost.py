@@ -27,8 +27,8 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.machine import machine_name, package_versions, usable_cores  # noqa: E402
 from insight_lightning.config import RolloutConfig  # noqa: E402
 from insight_lightning.policy.loading import LoraSettings, PolicyConfig  # noqa: E402
+from insight_lightning.rollout.vllm_sync import VLLMSettings, prompt_token_lists  # noqa: E402
 from insight_lightning.training.policy import build_policy  # noqa: E402
-from insight_lightning.vllm_engine import VLLMSettings, prompt_token_lists  # noqa: E402
 from tasks.countdown import CountdownTask  # noqa: E402
 
 MODELS = {
@@ -71,8 +71,8 @@ def measure(model: str, k: int, new_tokens: int, repeats: int) -> dict:
     from vllm import SamplingParams
     from vllm.inputs import TokensPrompt
 
-    from insight_lightning.rollout import HFGenerateEngine
-    from insight_lightning.rollout import SamplingParams as Greedy
+    from insight_lightning.rollout.engine import HFGenerateEngine
+    from insight_lightning.rollout.engine import SamplingParams as Greedy
 
     _, template, m = MODELS[model]
     task = CountdownTask(min_numbers=2, max_numbers=2, max_number=20, train_size=m, test_size=8, template=template)

@@ -7,8 +7,8 @@ from typing import Literal
 
 from insight_lightning.grpo import LOSS_AGGREGATIONS, RolloutCorrection
 from insight_lightning.policy.shared_prefix import PrefixSharing
-from insight_lightning.rollout import KVCache, SamplingParams
-from insight_lightning.vllm_engine import VLLMSettings
+from insight_lightning.rollout.engine import KVCache, SamplingParams
+from insight_lightning.rollout.vllm_sync import VLLMSettings
 
 Engine = Literal["hf", "vllm", "vllm_server"]
 

@@ -7,8 +7,8 @@ from dataclasses import astuple, dataclass, fields
 import torch
 
 from insight_lightning.config import ValidationConfig
-from insight_lightning.rollout import SamplingParams
-from insight_lightning.rollout_scoring import score_completions
+from insight_lightning.rollout.engine import SamplingParams
+from insight_lightning.rollout.scoring import score_completions
 from insight_lightning.training.policy import Policy
 from tasks import Task
 

@@ -11,8 +11,8 @@ from typing import Protocol
 import torch
 from torch import Tensor
 
-from insight_lightning.rollout import RolloutBatch, SamplingParams, concat_rollouts
-from insight_lightning.rollout_scoring import GroupScores, score_completions
+from insight_lightning.rollout.engine import RolloutBatch, SamplingParams, concat_rollouts
+from insight_lightning.rollout.scoring import GroupScores, score_completions
 from insight_lightning.selection.callback import StepOutcomes
 from insight_lightning.selection.data_module import PromptBatch
 from samplers import Outcomes

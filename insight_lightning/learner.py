@@ -24,7 +24,7 @@ from insight_lightning.config import GRPOConfig
 from insight_lightning.grpo import aggregate_loss, grpo_token_loss, loss_normalizer, rollout_correction_weights
 from insight_lightning.policy.divergence import DivergedError
 from insight_lightning.policy.fsdp import gradient_sync
-from insight_lightning.rollout import RolloutBatch
+from insight_lightning.rollout.engine import RolloutBatch
 from insight_lightning.training.policy import Policy
 
 

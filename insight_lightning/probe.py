@@ -17,8 +17,8 @@ from torch import Tensor
 
 from insight_lightning.cpu_signature import cpu_signature, describe
 from insight_lightning.experience import RolloutPolicy
-from insight_lightning.rollout import SamplingParams
-from insight_lightning.rollout_scoring import score_completions
+from insight_lightning.rollout.engine import SamplingParams
+from insight_lightning.rollout.scoring import score_completions
 from tasks import Task
 
 

@@ -24,7 +24,7 @@ from insight_lightning.grpo import aggregate_loss, loss_normalizer, policy_loss
 from insight_lightning.learner import Learner
 from insight_lightning.policy.loading import PolicyConfig
 from insight_lightning.policy.tiny import TinyModelConfig
-from insight_lightning.rollout import RolloutBatch
+from insight_lightning.rollout.engine import RolloutBatch
 from insight_lightning.training.policy import build_policy
 
 K, GROUPS, PROMPT, COMPLETION = 2, 4, 5, 12

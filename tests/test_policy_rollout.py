@@ -16,7 +16,7 @@ from insight_lightning.policy.loading import (
 )
 from insight_lightning.policy.prompts import PromptEncoder
 from insight_lightning.policy.tiny import TinyModelConfig, build_char_tokenizer, build_tiny_model
-from insight_lightning.rollout import HFGenerateEngine, SamplingParams, completion_mask_from_eos
+from insight_lightning.rollout.engine import HFGenerateEngine, SamplingParams, completion_mask_from_eos
 from insight_lightning.warmstart import WarmStartConfig, encode_supervised, warm_start
 
 

@@ -9,7 +9,7 @@ from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCau
 
 from insight_lightning.policy.logprobs import sequence_logprobs
 from insight_lightning.policy.shared_prefix import pack_shared_prefixes, packing_cost_ratio, plan_prefix_sharing
-from insight_lightning.rollout import RolloutBatch
+from insight_lightning.rollout.engine import RolloutBatch
 
 VOCAB = 40
 

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from insight_lightning.cli import run_from_command_line
-from insight_lightning.rollout import RolloutBatch, completion_mask_from_eos
-from insight_lightning.rollout_scoring import GroupScores
+from insight_lightning.rollout.engine import RolloutBatch, completion_mask_from_eos
+from insight_lightning.rollout.scoring import GroupScores
 from insight_lightning.step_report import NoLearningSignal, SignalWatch, frac_truncated, sample_rows
 
 

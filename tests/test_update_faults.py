@@ -9,7 +9,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from insight_lightning.cli import run_from_command_line
 from insight_lightning.policy.divergence import DivergedError, check_finite_weights
 from insight_lightning.policy.tiny import TinyModelConfig, build_char_tokenizer, build_tiny_model
-from insight_lightning.rollout import HFGenerateEngine, SamplingParams
+from insight_lightning.rollout.engine import HFGenerateEngine, SamplingParams
 
 NAN_FROM_STEP_2 = [
     "--data.task=fault_tasks.NaNRewardAfterFirstStep",

@@ -17,11 +17,11 @@ import pytest
 import torch
 
 from insight_lightning.policy.loading import LoraSettings, PolicyConfig
-from insight_lightning.rollout import SamplingParams
-from insight_lightning.vllm_engine import (
+from insight_lightning.rollout.engine import SamplingParams
+from insight_lightning.rollout.vllm_colocated import VLLMColocatedEngine
+from insight_lightning.rollout.vllm_server import VLLMServerEngine
+from insight_lightning.rollout.vllm_sync import (
     RolloutEngineError,
-    VLLMColocatedEngine,
-    VLLMServerEngine,
     VLLMSettings,
     completions_batch,
     vllm_sampling_params,
@@ -111,7 +111,7 @@ def encode(policy):
 
 def hf_greedy(policy) -> list[list[int]]:
     """What HF generate decodes greedily from the policy's current weights (the reference of every parity test)."""
-    from insight_lightning.rollout import HFGenerateEngine
+    from insight_lightning.rollout.engine import HFGenerateEngine
 
     engine = HFGenerateEngine(policy.engine.eos_token_ids, policy.pad_token_id)
     return rows(engine.generate(policy.model, *encode(policy), GREEDY))
@@ -376,7 +376,7 @@ def test_colocated_greedy_equals_hf_on_smollm2_with_its_chat_template_and_adapte
     greedy = SamplingParams(max_new_tokens=16, temperature=0.0)
 
     def both() -> tuple[list, list]:
-        from insight_lightning.rollout import HFGenerateEngine
+        from insight_lightning.rollout.engine import HFGenerateEngine
 
         hf = HFGenerateEngine(policy.engine.eos_token_ids, policy.pad_token_id).generate(
             policy.model, ids, mask, greedy
@@ -405,7 +405,7 @@ def test_an_engine_takes_its_own_kv_cache_size_and_a_dropped_engine_leaves_no_fo
 
 
 def test_adapter_folders_fall_back_to_disk_when_dev_shm_is_full(tmp_path):
-    from insight_lightning.vllm_engine import AdapterFolders
+    from insight_lightning.rollout.vllm_sync import AdapterFolders
 
     class Adapter:  # save_pretrained of a PeftModel, with a full tmpfs
         def save_pretrained(self, folder: str) -> None:

@@ -29,8 +29,15 @@ from insight_lightning.policy.loading import (
 from insight_lightning.policy.logprobs import sequence_logprobs
 from insight_lightning.policy.prompts import PromptEncoder
 from insight_lightning.policy.shared_prefix import PrefixSharing
-from insight_lightning.rollout import HFGenerateEngine, RolloutBatch, RolloutEngine, SamplingParams, concat_rollouts
-from insight_lightning.vllm_engine import VLLMColocatedEngine, VLLMServerEngine
+from insight_lightning.rollout.engine import (
+    HFGenerateEngine,
+    RolloutBatch,
+    RolloutEngine,
+    SamplingParams,
+    concat_rollouts,
+)
+from insight_lightning.rollout.vllm_colocated import VLLMColocatedEngine
+from insight_lightning.rollout.vllm_server import VLLMServerEngine
 from tasks.base import Prompt
 
 
