@@ -24,8 +24,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.machine import machine_name  # noqa: E402
-from insight_lightning.config import RolloutConfig  # noqa: E402
 from insight_lightning.policy.loading import LoraSettings, PolicyConfig  # noqa: E402
+from insight_lightning.rollout.config import RolloutConfig  # noqa: E402
 from insight_lightning.rollout.engine import SamplingParams  # noqa: E402
 from insight_lightning.training.policy import build_policy  # noqa: E402
 from tasks.countdown import TEMPLATES, CountdownTask  # noqa: E402

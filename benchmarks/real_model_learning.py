@@ -28,8 +28,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from benchmarks.machine import machine_record, package_versions  # noqa: E402
 from insight_lightning.cli import resolve_config  # noqa: E402
-from insight_lightning.config import ValidationConfig  # noqa: E402
 from insight_lightning.race.report import mean_interval  # noqa: E402
+from insight_lightning.training.config import ValidationConfig  # noqa: E402
 
 CURVES = ("val/accuracy_greedy", "val/accuracy")
 PER_STEP = ("time/rollout_s", "time/update_s", "train/reward", "train/frac_all_equal")

@@ -6,7 +6,7 @@
 SmolLM2-135M-Instruct (GGUF) with LoRA r16: one forward + backward of the GRPO objective's log-probs (with entropy)
 on 16 sequences of 48 prompt + 96 completion tokens, each setting in a fresh process (peak RSS is per process):
 gradient checkpointing on/off, 1,024-token log-prob chunks or the vocabulary-sized default, and glibc's adaptive
-mmap threshold or the fixed low one of `model.grpo.release_update_memory` (insight_lightning/host_memory.py).
+mmap threshold or the fixed low one of `model.grpo.release_update_memory` (insight_lightning/training/host_memory.py).
 """
 
 from __future__ import annotations
@@ -40,9 +40,9 @@ def peak_rss_gb() -> float:
 def one_update(checkpointing: bool, chunk: int | None, low_threshold: bool) -> dict:
     import torch
 
-    from insight_lightning.config import RolloutConfig
-    from insight_lightning.host_memory import mmapped_large_blocks
     from insight_lightning.policy.loading import PolicyConfig
+    from insight_lightning.rollout.config import RolloutConfig
+    from insight_lightning.training.host_memory import mmapped_large_blocks
     from insight_lightning.training.policy import build_policy
 
     policy = build_policy(

@@ -25,8 +25,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.machine import machine_name, package_versions, usable_cores  # noqa: E402
-from insight_lightning.config import RolloutConfig  # noqa: E402
 from insight_lightning.policy.loading import LoraSettings, PolicyConfig  # noqa: E402
+from insight_lightning.rollout.config import RolloutConfig  # noqa: E402
 from insight_lightning.rollout.vllm_sync import VLLMSettings, prompt_token_lists  # noqa: E402
 from insight_lightning.training.policy import build_policy  # noqa: E402
 from tasks.countdown import CountdownTask  # noqa: E402

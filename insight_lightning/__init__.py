@@ -3,7 +3,7 @@
 __version__ = "0.2.0"
 
 _LAZY = {
-    "GRPOModule": "insight_lightning.module",
+    "GRPOModule": "insight_lightning.training.module",
     "PromptDataModule": "insight_lightning.selection.data_module",
     "SelectionCallback": "insight_lightning.selection.callback",
 }

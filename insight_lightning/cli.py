@@ -17,11 +17,11 @@ from lightning.pytorch.cli import LightningCLI
 
 from insight_lightning.checkpoints.io import check_readable, install_checkpoint_io
 from insight_lightning.cli_errors import explain
-from insight_lightning.module import GRPOModule
 from insight_lightning.policy.loading import PolicyLoadError
 from insight_lightning.rollout.vllm_sync import RolloutEngineError
 from insight_lightning.selection.data_module import PromptDataModule
 from insight_lightning.step_progress import StepProgressBar
+from insight_lightning.training.module import GRPOModule
 
 # The one-line docstrings under dataclass fields become the --help text of their options.
 set_parsing_settings(docstring_parse_attribute_docstrings=True)

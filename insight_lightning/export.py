@@ -15,9 +15,9 @@ from pathlib import Path
 from insight_lightning.checkpoints.io import CheckpointReadError, read_checkpoint
 from insight_lightning.cli import CLI_SETTINGS, USER_ERRORS, InsightCLI, quiet_known_warnings, resolve_config
 from insight_lightning.cli_errors import explain
-from insight_lightning.module import GRPOModule
 from insight_lightning.policy.gguf_cache import plain_float_model
 from insight_lightning.selection.data_module import PromptDataModule
+from insight_lightning.training.module import GRPOModule
 
 RUN_OPTIONS = ("ckpt_path", "weights_only", "verbose")
 """Top-level keys of a run's saved config.yaml (arguments of Trainer.fit/validate/test) that export ignores."""

@@ -16,9 +16,9 @@ import torch
 from torch import Tensor
 
 from insight_lightning.cpu_signature import cpu_signature, describe
-from insight_lightning.experience import RolloutPolicy
 from insight_lightning.rollout.engine import SamplingParams
 from insight_lightning.rollout.scoring import score_completions
+from insight_lightning.training.experience import RolloutPolicy
 from tasks import Task
 
 

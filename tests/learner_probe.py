@@ -19,12 +19,13 @@ import argparse
 import lightning as L
 import torch
 
-from insight_lightning.config import GRPOConfig, RolloutConfig
-from insight_lightning.grpo import aggregate_loss, loss_normalizer, policy_loss
-from insight_lightning.learner import Learner
 from insight_lightning.policy.loading import PolicyConfig
 from insight_lightning.policy.tiny import TinyModelConfig
+from insight_lightning.rollout.config import RolloutConfig
 from insight_lightning.rollout.engine import RolloutBatch
+from insight_lightning.training.config import GRPOConfig
+from insight_lightning.training.grpo import aggregate_loss, loss_normalizer, policy_loss
+from insight_lightning.training.learner import Learner
 from insight_lightning.training.policy import build_policy
 
 K, GROUPS, PROMPT, COMPLETION = 2, 4, 5, 12

@@ -11,9 +11,9 @@ import pytest
 
 from insight_lightning.cli import BUILTIN_CONFIGS, run_from_command_line
 from insight_lightning.cli_errors import MOVED_MODULES
-from insight_lightning.config import RolloutConfig
-from insight_lightning.module import GRPOModule
+from insight_lightning.rollout.config import RolloutConfig
 from insight_lightning.selection.data_module import PromptDataModule
+from insight_lightning.training.module import GRPOModule
 from tasks.blocksworld import BlocksworldTask
 from tasks.countdown import CountdownTask
 from tasks.math import MathTask

@@ -253,7 +253,7 @@ def test_validation_seed_pairs_evaluations_of_runs_whose_training_consumed_the_r
 ):
     # lr 0 keeps the weights, while K = 2 or 4 rollouts per prompt draw different amounts of random numbers: the
     # validation seed must make the step-2 evaluation's samples independent of that.
-    from insight_lightning import evaluation, module
+    from insight_lightning.training import evaluation, module
 
     score, capture = evaluation.score_completions, module.capture_rng_state
 

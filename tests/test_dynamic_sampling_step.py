@@ -2,9 +2,9 @@
 
 import torch
 
-from insight_lightning.experience import collect_experience
 from insight_lightning.rollout.engine import RolloutBatch, SamplingParams
 from insight_lightning.selection.data_module import PromptBatch, Refill
+from insight_lightning.training.experience import collect_experience
 from samplers import SelectionRecord, build_sampler
 from tasks import Score, Task
 

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from insight_lightning.grpo import (
+from insight_lightning.training.grpo import (
     LOSS_AGGREGATIONS,
     aggregate_loss,
     group_advantages,

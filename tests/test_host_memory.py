@@ -2,8 +2,8 @@
 
 import pytest
 
-from insight_lightning import host_memory
 from insight_lightning.cli import main
+from insight_lightning.training import host_memory
 
 
 @pytest.mark.parametrize("release", [False, True])

@@ -5,8 +5,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from insight_lightning.config import OptimizerConfig
-from insight_lightning.optimization import learning_rate_factor
 from insight_lightning.policy.loading import (
     PolicyConfig,
     PolicyLoadError,
@@ -17,7 +15,9 @@ from insight_lightning.policy.loading import (
 from insight_lightning.policy.prompts import PromptEncoder
 from insight_lightning.policy.tiny import TinyModelConfig, build_char_tokenizer, build_tiny_model
 from insight_lightning.rollout.engine import HFGenerateEngine, SamplingParams, completion_mask_from_eos
-from insight_lightning.warmstart import WarmStartConfig, encode_supervised, warm_start
+from insight_lightning.training.config import OptimizerConfig
+from insight_lightning.training.optimization import learning_rate_factor
+from insight_lightning.training.warmstart import WarmStartConfig, encode_supervised, warm_start
 
 
 def test_char_tokenizer_round_trips_text_and_left_pads():
@@ -124,7 +124,7 @@ def test_warm_start_learns_and_is_cached(tmp_path):
 
 
 def test_warm_start_anneals_by_step_so_a_slower_machine_trains_the_same_weights(tmp_path, monkeypatch):
-    from insight_lightning import warmstart
+    from insight_lightning.training import warmstart
 
     tok = build_char_tokenizer()
     pairs = [(f"{i} twice:", f"<answer>{2 * i}</answer>") for i in range(50)]
@@ -149,7 +149,7 @@ def test_warm_start_anneals_by_step_so_a_slower_machine_trains_the_same_weights(
 
 
 def test_warm_start_cache_key_covers_the_starting_weights_and_every_pair():
-    from insight_lightning.warmstart import cache_key
+    from insight_lightning.training.warmstart import cache_key
 
     tok = build_char_tokenizer()
     pairs = [(f"{i} twice:", f"<answer>{2 * i}</answer>") for i in range(300)]

@@ -22,7 +22,7 @@ from insight_lightning.race.pools import KINDS, MIXES
 from insight_lightning.race.report import pools_made, pools_markdown, summarise
 from insight_lightning.race.runner import check_pools, pool_record
 from insight_lightning.rollout.engine import SamplingParams
-from insight_lightning.warmstart import WarmStartConfig
+from insight_lightning.training.warmstart import WarmStartConfig
 from tasks import CountdownTask, MathTask
 from tasks.countdown_problems import problem_key, solve, unreachable
 

@@ -9,9 +9,9 @@ import torch
 from conftest import cli
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from insight_lightning.config import RolloutConfig
 from insight_lightning.policy.gguf_cache import cached_folder
 from insight_lightning.policy.loading import PolicyConfig, PolicyLoadError, build_base_policy, resolve_model_name
+from insight_lightning.rollout.config import RolloutConfig
 from insight_lightning.rollout.engine import SamplingParams
 from insight_lightning.training.policy import build_policy
 from tasks import MathTask

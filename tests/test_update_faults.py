@@ -73,7 +73,7 @@ def test_sampling_from_a_diverged_policy_is_one_sentence():
 
 
 def test_the_skip_limit_is_validated():
-    from insight_lightning.config import GRPOConfig
+    from insight_lightning.training.config import GRPOConfig
 
     with pytest.raises(ValueError, match="model.grpo.max_consecutive_skips=0"):
         GRPOConfig(max_consecutive_skips=0)

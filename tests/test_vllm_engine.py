@@ -96,7 +96,7 @@ PROMPTS = ["12+7=", "Using 3 and 4, make 7:", "hello", "9*9 is "]
 
 
 def build_tiny(engine: str, lora: LoraSettings | None, **vllm):
-    from insight_lightning.config import RolloutConfig
+    from insight_lightning.rollout.config import RolloutConfig
     from insight_lightning.training.policy import build_policy
 
     vllm.setdefault("kv_cache_gib", KV_CACHE_GIB)
@@ -360,7 +360,7 @@ def test_server_engine_serves_the_same_greedy_outputs_and_a_runtime_loaded_adapt
 def test_colocated_greedy_equals_hf_on_smollm2_with_its_chat_template_and_adapter(gguf_cache):
     from dataclasses import replace
 
-    from insight_lightning.config import RolloutConfig
+    from insight_lightning.rollout.config import RolloutConfig
     from insight_lightning.training.policy import build_policy
     from tasks import CountdownTask
 
@@ -431,7 +431,7 @@ def test_merged_lora_sync_with_a_server_is_one_clear_error():
 
 
 def test_a_correction_asked_of_the_hf_engine_is_one_clear_error():
-    from insight_lightning.config import RolloutConfig
+    from insight_lightning.rollout.config import RolloutConfig
 
     assert RolloutConfig(engine="hf").resolved_correction("auto") == "none"
     assert RolloutConfig(engine="vllm_server").resolved_correction("auto") == "tis"

@@ -19,11 +19,11 @@ from pathlib import Path
 
 import torch
 
-from insight_lightning.experience import RolloutPolicy
 from insight_lightning.probe import probe
 from insight_lightning.race.pools import MIXES, compose_pool, kind_counts, kind_of
 from insight_lightning.rollout.engine import SamplingParams
-from insight_lightning.warmstart import WarmStartConfig
+from insight_lightning.training.experience import RolloutPolicy
+from insight_lightning.training.warmstart import WarmStartConfig
 from tasks import CountdownTask, Task
 from tasks.countdown_problems import generate_problems
 from tasks.splits import FileOrGeneratedSplits, split_seed

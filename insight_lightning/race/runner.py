@@ -40,7 +40,7 @@ from insight_lightning.race.plan import (
     warm_start_args,
 )
 from insight_lightning.race.pools import MIXES
-from insight_lightning.warmstart import state_digest
+from insight_lightning.training.warmstart import state_digest
 
 VALIDATION_LINE = re.compile(r"Validation at step (\d+): val/accuracy ([0-9.]+)")
 

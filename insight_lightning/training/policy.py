@@ -16,7 +16,6 @@ import torch
 from torch import Tensor, nn
 from transformers import PreTrainedModel
 
-from insight_lightning.config import RolloutConfig
 from insight_lightning.policy.fsdp import shard_policy, unsharded_for_generation
 from insight_lightning.policy.gguf_cache import plain_float_model
 from insight_lightning.policy.loading import (
@@ -29,6 +28,7 @@ from insight_lightning.policy.loading import (
 from insight_lightning.policy.logprobs import sequence_logprobs
 from insight_lightning.policy.prompts import PromptEncoder
 from insight_lightning.policy.shared_prefix import PrefixSharing
+from insight_lightning.rollout.config import RolloutConfig
 from insight_lightning.rollout.engine import (
     HFGenerateEngine,
     RolloutBatch,

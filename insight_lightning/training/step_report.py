@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from insight_lightning.experience import Experience
+from insight_lightning.training.experience import Experience
 
 VERIFIER_PREFIX = "train/verifier_"
 """Per-step counts of verifier faults (timeouts, failures, refused answers), summed over ranks."""

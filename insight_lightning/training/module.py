@@ -20,22 +20,27 @@ from insight_lightning.checkpoints.persisted import (
     trained_state,
 )
 from insight_lightning.checkpoints.rng import capture_rng_state, restore_rng_state
-from insight_lightning.config import GRPOConfig, LoggingConfig, OptimizerConfig, RolloutConfig, ValidationConfig
-from insight_lightning.evaluation import SplitTotals, score_batch, split_metrics, sum_over_ranks
-from insight_lightning.experience import Experience, collect_experience
-from insight_lightning.grpo import group_advantages
-from insight_lightning.host_memory import mmapped_large_blocks
-from insight_lightning.learner import Learner
-from insight_lightning.optimization import build_optimizer
 from insight_lightning.policy.divergence import check_finite_weights
 from insight_lightning.policy.loading import PolicyConfig
+from insight_lightning.rollout.config import RolloutConfig
 from insight_lightning.selection.callback import SelectionCallback
 from insight_lightning.selection.data_module import PromptBatch
 from insight_lightning.selection.scalar_logging import log_scalars, log_text_samples
-from insight_lightning.setting_checks import check_model_settings, check_sampling_settings, check_strategy_settings
-from insight_lightning.step_report import SignalWatch, StepTimes, mean_over_ranks, sample_rows, step_metrics
+from insight_lightning.training.config import GRPOConfig, LoggingConfig, OptimizerConfig, ValidationConfig
+from insight_lightning.training.evaluation import SplitTotals, score_batch, split_metrics, sum_over_ranks
+from insight_lightning.training.experience import Experience, collect_experience
+from insight_lightning.training.grpo import group_advantages
+from insight_lightning.training.host_memory import mmapped_large_blocks
+from insight_lightning.training.learner import Learner
+from insight_lightning.training.optimization import build_optimizer
 from insight_lightning.training.policy import Policy, build_policy
-from insight_lightning.warmstart import WarmStartConfig, WarmStartResult, shared_warm_start
+from insight_lightning.training.setting_checks import (
+    check_model_settings,
+    check_sampling_settings,
+    check_strategy_settings,
+)
+from insight_lightning.training.step_report import SignalWatch, StepTimes, mean_over_ranks, sample_rows, step_metrics
+from insight_lightning.training.warmstart import WarmStartConfig, WarmStartResult, shared_warm_start
 from tasks import Task
 
 log = logging.getLogger(__name__)

@@ -6,9 +6,9 @@ from dataclasses import astuple, dataclass, fields
 
 import torch
 
-from insight_lightning.config import ValidationConfig
 from insight_lightning.rollout.engine import SamplingParams
 from insight_lightning.rollout.scoring import score_completions
+from insight_lightning.training.config import ValidationConfig
 from insight_lightning.training.policy import Policy
 from tasks import Task
 

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import torch
 
-from insight_lightning.config import OptimizerConfig
+from insight_lightning.training.config import OptimizerConfig
 
 
 def build_optimizer(

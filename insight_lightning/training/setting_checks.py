@@ -6,8 +6,9 @@ import warnings
 
 import torch
 
-from insight_lightning.config import GRPOConfig, RolloutConfig
 from insight_lightning.policy.loading import PolicyConfig
+from insight_lightning.rollout.config import RolloutConfig
+from insight_lightning.training.config import GRPOConfig
 
 
 def check_model_settings(policy: PolicyConfig, grpo: GRPOConfig) -> None:

@@ -20,11 +20,11 @@ import torch
 from torch import Tensor
 from torch.distributed.tensor import DTensor
 
-from insight_lightning.config import GRPOConfig
-from insight_lightning.grpo import aggregate_loss, grpo_token_loss, loss_normalizer, rollout_correction_weights
 from insight_lightning.policy.divergence import DivergedError
 from insight_lightning.policy.fsdp import gradient_sync
 from insight_lightning.rollout.engine import RolloutBatch
+from insight_lightning.training.config import GRPOConfig
+from insight_lightning.training.grpo import aggregate_loss, grpo_token_loss, loss_normalizer, rollout_correction_weights
 from insight_lightning.training.policy import Policy
 
 
