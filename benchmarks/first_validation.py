@@ -59,7 +59,7 @@ def measure(warmstart_cache: Path | None = None) -> dict[str, float]:
     """Run it in this process; the values of the validation before RL, and the warm-start's final loss."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    from insight_lightning.cli import main
+    from insight_lightning.cli.app import main
 
     with tempfile.TemporaryDirectory() as tmp:
         cli = main(fit_args(Path(tmp), warmstart_cache or Path(tmp) / "warmstart"))

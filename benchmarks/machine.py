@@ -8,7 +8,7 @@ import subprocess
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from insight_lightning.cpu_signature import cpu_signature, cpuinfo_fields, describe
+from insight_lightning.race.cpu_signature import cpu_signature, cpuinfo_fields, describe
 
 
 def cpu_model() -> str:

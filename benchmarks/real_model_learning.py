@@ -27,8 +27,8 @@ import yaml  # noqa: E402
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
 
 from benchmarks.machine import machine_record, package_versions  # noqa: E402
-from insight_lightning.cli import resolve_config  # noqa: E402
-from insight_lightning.race.report import mean_interval  # noqa: E402
+from insight_lightning.cli.app import resolve_config  # noqa: E402
+from insight_lightning.race.statistics import mean_interval  # noqa: E402
 from insight_lightning.training.config import ValidationConfig  # noqa: E402
 
 CURVES = ("val/accuracy_greedy", "val/accuracy")

@@ -113,7 +113,7 @@ def run_ours(settings: dict, steps: int, seed: int) -> dict:
     import lightning as L
     import torch
 
-    from insight_lightning.cli import main
+    from insight_lightning.cli.app import main
 
     task_name, task_args = settings["task"]
     class_path = f"__main__.{task_name}" if task_name == "DigitShareTask" else f"tasks.{task_name}"

@@ -110,7 +110,7 @@ def cli_in_process(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
     """The same command through the same entry point, in this process: for the parse, print and error paths, where a
     subprocess would spend ~10 s importing Lightning for a second of work. Runs that DDP relaunches, that need a
     fresh interpreter or environment variables read at import time use cli()."""
-    from insight_lightning.cli import run_from_command_line
+    from insight_lightning.cli.app import run_from_command_line
 
     out, err = io.StringIO(), io.StringIO()
     # Handlers made at import time (Lightning's, e.g. "Seed set to 0") hold the streams of that moment: send them here.

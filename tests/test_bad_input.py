@@ -9,8 +9,8 @@ import warnings
 
 import pytest
 
-from insight_lightning.cli import BUILTIN_CONFIGS, run_from_command_line
-from insight_lightning.cli_errors import MOVED_MODULES
+from insight_lightning.cli.app import BUILTIN_CONFIGS, run_from_command_line
+from insight_lightning.cli.errors import MOVED_MODULES
 from insight_lightning.rollout.config import RolloutConfig
 from insight_lightning.selection.data_module import PromptDataModule
 from insight_lightning.training.module import GRPOModule

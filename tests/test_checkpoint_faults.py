@@ -16,8 +16,8 @@ from insight_lightning.checkpoints.io import (
     check_sharded_checkpoint,
     install_checkpoint_io,
 )
-from insight_lightning.cli import main
-from insight_lightning.export import export_merged
+from insight_lightning.cli.app import main
+from insight_lightning.cli.export import export_merged
 
 
 def lightning_like(step: int) -> dict:

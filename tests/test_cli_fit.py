@@ -7,7 +7,7 @@ import torch
 from conftest import ROOT, cli
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from insight_lightning.cli import main
+from insight_lightning.cli.app import main
 from insight_lightning.selection.callback import SelectionCallback
 
 REQUIRED_TAGS = {

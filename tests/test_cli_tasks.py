@@ -4,7 +4,7 @@ import pytest
 from conftest import ROOT
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from insight_lightning.cli import main
+from insight_lightning.cli.app import main
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,7 @@ import yaml
 from conftest import ROOT, cli_in_process
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from insight_lightning.cli import BUILTIN_CONFIGS, main, resolve_config
+from insight_lightning.cli.app import BUILTIN_CONFIGS, main, resolve_config
 
 CONFIGS = sorted(p.relative_to(BUILTIN_CONFIGS) for p in BUILTIN_CONFIGS.rglob("*.yaml"))
 SNIPPETS = {Path("strategies/fsdp2.yaml")}  # added after a task config, not used alone

@@ -9,9 +9,9 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from insight_lightning.cli import main
-from insight_lightning.export import main as export_main
-from insight_lightning.export import training_tokenizer
+from insight_lightning.cli.app import main
+from insight_lightning.cli.export import main as export_main
+from insight_lightning.cli.export import training_tokenizer
 from insight_lightning.policy.prompts import PromptEncoder
 from insight_lightning.policy.tiny import build_char_tokenizer
 

@@ -37,7 +37,7 @@ def test_another_vector_extension_takes_the_tolerance_path(monkeypatch):
 
 
 def test_the_signature_reads_the_first_processor_of_cpuinfo():
-    from insight_lightning.cpu_signature import cpuinfo_fields
+    from insight_lightning.race.cpu_signature import cpuinfo_fields
 
     text = "processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\nmodel\t: 1\n\nprocessor\t: 1\nmodel\t: 17\n"
     fields = cpuinfo_fields(text)

@@ -2,7 +2,7 @@
 
 import pytest
 
-from insight_lightning.cli import main
+from insight_lightning.cli.app import main
 from insight_lightning.training import host_memory
 
 

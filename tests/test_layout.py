@@ -13,6 +13,8 @@ ALLOWED = {
     "rollout": {"policy"},
     "selection": set(),
     "training": {"checkpoints", "policy", "rollout", "selection"},
+    "cli": {"checkpoints", "policy", "rollout", "selection", "training"},
+    "race": {"checkpoints", "policy", "rollout", "selection", "training", "cli"},
 }
 MAX_LINES = 400
 
@@ -41,7 +43,7 @@ def test_a_subpackage_imports_only_the_layers_below_it(subpackage):
 
 def test_every_subpackage_is_placed_in_the_layers():
     subpackages = {p.parent.name for p in PACKAGE.glob("*/__init__.py")}
-    assert subpackages - {"race"} == set(ALLOWED), "add the new subpackage to ALLOWED and say in its __init__ why"
+    assert subpackages == set(ALLOWED), "add the new subpackage to ALLOWED and say in its __init__ why"
 
 
 def test_no_source_file_is_longer_than_the_limit():

@@ -9,7 +9,7 @@ import zlib
 import pytest
 import yaml
 
-from insight_lightning.cpu_signature import cpu_signature
+from insight_lightning.race.cpu_signature import cpu_signature
 from insight_lightning.race.ledger import identity
 from insight_lightning.race.plan import RaceSettings, RunSpec, pool_args, run_args
 from insight_lightning.race.pool_builder import (

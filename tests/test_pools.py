@@ -3,8 +3,8 @@
 import pytest
 from test_probe import ScriptedPolicy
 
-from insight_lightning.probe import probe
 from insight_lightning.race.pools import compose_pool, kind_counts, kind_of
+from insight_lightning.race.probe import probe
 from tasks import CountdownTask
 
 SAMPLES = 4

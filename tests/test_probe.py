@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from insight_lightning.probe import ProbeResult, main, probe
+from insight_lightning.race.probe import ProbeResult, main, probe
 from tasks import BlocksworldTask, CountdownTask, MathTask
 
 SAMPLES = 4

@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, subprocess_env
 
-from insight_lightning.cpu_signature import describe
+from insight_lightning.race.cpu_signature import describe
 from insight_lightning.race.plan import RaceSettings, RunSpec, all_runs
-from insight_lightning.race.report import area_under_curve, markdown, mean_curve, mean_interval, speed_up, summarise
+from insight_lightning.race.report import markdown, summarise
+from insight_lightning.race.statistics import area_under_curve, mean_curve, mean_interval, speed_up
 
 
 def test_mean_and_t_interval():

@@ -4,8 +4,8 @@ import re
 
 from lightning.pytorch.callbacks import TQDMProgressBar
 
-from insight_lightning.cli import main
-from insight_lightning.step_progress import StepProgressBar
+from insight_lightning.cli.app import main
+from insight_lightning.cli.step_progress import StepProgressBar
 
 # 16 prompts and M = 8: every pass over the pool is 2 steps, so a 4-step run crosses an epoch boundary
 SMALL_POOL = ["--data.task.init_args.train_size=16", "--trainer.enable_progress_bar=true"]

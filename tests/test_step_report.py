@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from insight_lightning.cli import run_from_command_line
+from insight_lightning.cli.app import run_from_command_line
 from insight_lightning.rollout.engine import RolloutBatch, completion_mask_from_eos
 from insight_lightning.rollout.scoring import GroupScores
 from insight_lightning.training.step_report import NoLearningSignal, SignalWatch, frac_truncated, sample_rows

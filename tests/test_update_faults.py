@@ -6,7 +6,7 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from insight_lightning.cli import run_from_command_line
+from insight_lightning.cli.app import run_from_command_line
 from insight_lightning.policy.divergence import DivergedError, check_finite_weights
 from insight_lightning.policy.tiny import TinyModelConfig, build_char_tokenizer, build_tiny_model
 from insight_lightning.rollout.engine import HFGenerateEngine, SamplingParams

@@ -222,7 +222,7 @@ def test_merged_lora_sync_serves_base_plus_adapter_without_lora_kernels():
 def test_three_step_fit_with_the_colocated_engine_logs_the_correction_and_sync(tiny_fit_args, tmp_path, lora_sync):
     from test_cli_fit import SIGNAL, events
 
-    from insight_lightning.cli import main
+    from insight_lightning.cli.app import main
 
     # no warm-start: the stage that runs this has no warm-start cache, and the untrained base exercises the same path
     vllm = ["--model.rollout.engine=vllm", f"--model.rollout.vllm.kv_cache_gib={KV_CACHE_GIB}"]
@@ -252,7 +252,7 @@ def lora_b_zeroed_greedy(policy) -> list[list[int]]:
 
 @needs_vllm
 def test_validate_with_the_colocated_engine_serves_the_checkpoints_adapter(tiny_fit_args, tmp_path):
-    from insight_lightning.cli import main
+    from insight_lightning.cli.app import main
 
     no_warm = ["--model.warm_start=null"]
     main(tiny_fit_args(2, *no_warm))

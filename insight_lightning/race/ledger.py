@@ -14,7 +14,7 @@ import subprocess
 from collections import defaultdict
 from pathlib import Path
 
-from insight_lightning.cpu_signature import describe
+from insight_lightning.race.cpu_signature import describe
 from insight_lightning.race.plan import ROOT, RaceSettings, RunSpec
 
 LEDGER_ROOT = ROOT / "docs" / "results" / "race"

@@ -14,7 +14,7 @@ import random
 from collections import defaultdict
 
 from insight_lightning.race.ledger import identity
-from insight_lightning.race.report import (
+from insight_lightning.race.statistics import (
     T_975,
     area_under_curve,
     mean_curve,

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import torch
 
-from insight_lightning.probe import probe
 from insight_lightning.race.pools import MIXES, compose_pool, kind_counts, kind_of
+from insight_lightning.race.probe import probe
 from insight_lightning.rollout.engine import SamplingParams
 from insight_lightning.training.experience import RolloutPolicy
 from insight_lightning.training.warmstart import WarmStartConfig
@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
     parser.add_argument("--seed", type=int, default=0, help="seed of the candidates, the probes and the draws")
     parser.add_argument("fit_args", nargs="*", help="a fit's config after --, e.g. -- --config countdown.yaml")
     args = parser.parse_args(argv)
-    from insight_lightning.cli import main as cli_main  # the CLI imports Lightning: only when building
+    from insight_lightning.cli.app import main as cli_main  # the CLI imports Lightning: only when building
 
     module = cli_main(args.fit_args, run=False).model
     module.build_policy()
@@ -160,6 +160,6 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
 
 
 if __name__ == "__main__":
-    from insight_lightning.cli import run_from_command_line
+    from insight_lightning.cli.app import run_from_command_line
 
     run_from_command_line(command=main)

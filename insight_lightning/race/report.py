@@ -9,104 +9,9 @@ from collections import defaultdict
 from pathlib import Path
 
 from insight_lightning.race.ledger import Ledger, machines
+from insight_lightning.race.paired import paired_markdown, paired_summary, unpaired_runs
 from insight_lightning.race.pools import KINDS
-
-# two-sided 95% Student t quantiles for 1..30 degrees of freedom (larger: the normal 1.96)
-T_975 = (
-    12.706,
-    4.303,
-    3.182,
-    2.776,
-    2.571,
-    2.447,
-    2.365,
-    2.306,
-    2.262,
-    2.228,
-    2.201,
-    2.179,
-    2.160,
-    2.145,
-    2.131,
-    2.120,
-    2.110,
-    2.101,
-    2.093,
-    2.086,
-    2.080,
-    2.074,
-    2.069,
-    2.064,
-    2.060,
-    2.056,
-    2.052,
-    2.048,
-    2.045,
-    2.042,
-)
-
-
-def t_quantile(table: tuple[float, ...], normal: float, dof: int) -> float:
-    """A tabulated Student t quantile for dof degrees of freedom (the normal one beyond the table)."""
-    return table[dof - 1] if dof <= len(table) else normal
-
-
-def sample_sd(values: list[float]) -> float:
-    """Sample standard deviation (n - 1 in the denominator); nan for fewer than two values."""
-    n = len(values)
-    if n < 2:
-        return math.nan
-    mean = sum(values) / n
-    return math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
-
-
-def mean_interval(values: list[float]) -> tuple[float, float]:
-    """Mean and the half-width of its 95% t-interval (0 for a single value)."""
-    n = len(values)
-    mean = sum(values) / n
-    if n < 2:
-        return mean, 0.0
-    return mean, t_quantile(T_975, 1.96, n - 1) * sample_sd(values) / math.sqrt(n)
-
-
-def mean_curve(curves: list[list[tuple[int, float]]]) -> list[tuple[int, float]]:
-    """Average accuracy per evaluation step over seeds (steps every seed evaluated)."""
-    by_step: dict[int, list[float]] = defaultdict(list)
-    for curve in curves:
-        for step, value in curve:
-            by_step[step].append(value)
-    return [(s, sum(v) / len(v)) for s, v in sorted(by_step.items()) if len(v) == len(curves)]
-
-
-def area_under_curve(curve: list[tuple[int, float]]) -> float:
-    """Trapezoid area under accuracy vs step, divided by the step range: the average accuracy over training."""
-    if len(curve) < 2:
-        return curve[0][1] if curve else float("nan")
-    area = sum((s1 - s0) * (v0 + v1) / 2 for (s0, v0), (s1, v1) in zip(curve, curve[1:]))
-    return area / (curve[-1][0] - curve[0][0])
-
-
-def first_step_reaching(curve: list[tuple[int, float]], level: float) -> int | None:
-    return next((step for step, value in curve if value >= level - 1e-12), None)
-
-
-def speed_up(baseline: list[tuple[int, float]], other: list[tuple[int, float]]) -> float | None:
-    """Steps the baseline needs to reach its best accuracy / steps `other` needs to reach the same (None: never).
-
-    On mean curves; the pre-RL point (step 0) cannot count as reaching it, so both numerators are >= one interval.
-    """
-    trained = [(s, v) for s, v in baseline if s > 0]
-    if not trained:
-        return None
-    best = max(v for _, v in trained)
-    need_baseline = first_step_reaching(trained, best)
-    need_other = first_step_reaching([(s, v) for s, v in other if s > 0], best)
-    return None if need_other is None else need_baseline / need_other
-
-
-def series_mean(series: list[tuple[int, float]]) -> float:
-    """The mean over steps of a per-step share (nan when the run logged none)."""
-    return sum(v for _, v in series) / len(series) if series else math.nan
+from insight_lightning.race.statistics import area_under_curve, mean_curve, mean_interval, series_mean, speed_up
 
 
 def summarise(results: list[dict], baseline: str = "uniform") -> dict[str, list[dict]]:
@@ -251,8 +156,6 @@ def machines_markdown(results: list[dict], unpaired: int, baseline: str = "unifo
 
 def write_report(folder: Path) -> str:
     """race.md, race.json, race.csv and race_<regime>.png in `folder`, from its ledger (`folder/runs`) alone."""
-    from insight_lightning.race.paired import paired_markdown, paired_summary, unpaired_runs  # paired imports this
-
     results = Ledger(folder).records()
     if not results:
         raise ValueError(f"{folder / 'runs'} holds no finished runs to report")

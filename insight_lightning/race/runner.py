@@ -19,7 +19,7 @@ import torch
 import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from insight_lightning.cpu_signature import cpu_signature, describe
+from insight_lightning.race.cpu_signature import cpu_signature, describe
 from insight_lightning.race.ledger import (
     Ledger,
     claim_folder,

@@ -16,17 +16,17 @@ from lightning.pytorch.callbacks import ProgressBar
 from lightning.pytorch.cli import LightningCLI
 
 from insight_lightning.checkpoints.io import check_readable, install_checkpoint_io
-from insight_lightning.cli_errors import explain
+from insight_lightning.cli.errors import explain
+from insight_lightning.cli.step_progress import StepProgressBar
 from insight_lightning.policy.loading import PolicyLoadError
 from insight_lightning.rollout.vllm_sync import RolloutEngineError
 from insight_lightning.selection.data_module import PromptDataModule
-from insight_lightning.step_progress import StepProgressBar
 from insight_lightning.training.module import GRPOModule
 
 # The one-line docstrings under dataclass fields become the --help text of their options.
 set_parsing_settings(docstring_parse_attribute_docstrings=True)
 
-BUILTIN_CONFIGS = Path(__file__).resolve().parent / "configs"
+BUILTIN_CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 """The configs shipped with the package; `--config NAME` finds them from any folder."""
 
 # Errors whose message tells the user what to fix; a traceback would only bury it.

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from insight_lightning.cpu_signature import cpu_signature, describe
+from insight_lightning.race.cpu_signature import cpu_signature, describe
 from insight_lightning.rollout.engine import SamplingParams
 from insight_lightning.rollout.scoring import score_completions
 from insight_lightning.training.experience import RolloutPolicy
@@ -75,9 +75,9 @@ def probe(
 
 
 def main(argv: list[str] | None = None) -> dict:
-    """python -m insight_lightning.probe [--samples K] [--split train] [--out FILE] -- FIT ARGUMENTS"""
+    """python -m insight_lightning.race.probe [--samples K] [--split train] [--out FILE] -- FIT ARGUMENTS"""
     parser = argparse.ArgumentParser(
-        prog="python -m insight_lightning.probe",
+        prog="python -m insight_lightning.race.probe",
         description="Sample every prompt of a split K times from the policy that a fit's config builds (warm-start "
         "included) with its rollout settings, and report the prompts out of reach, always solved and mixed.",
     )
@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out", help="JSON file for the composition and every prompt's solved count")
     parser.add_argument("fit_args", nargs="*", help="a fit's config after --, e.g. -- --config countdown.yaml")
     args = parser.parse_args(argv)
-    from insight_lightning.cli import main as cli_main  # the CLI imports Lightning: only when probing
+    from insight_lightning.cli.app import main as cli_main  # the CLI imports Lightning: only when probing
 
     built = cli_main(args.fit_args, run=False)
     module = built.model
@@ -114,6 +114,6 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    from insight_lightning.cli import run_from_command_line
+    from insight_lightning.cli.app import run_from_command_line
 
     run_from_command_line(command=main)

@@ -1,6 +1,7 @@
 """Export a trained policy as a plain Hugging Face model folder (LoRA merged into the weights).
 
-python -m insight_lightning.export --config runs/countdown/version_0/config.yaml --ckpt_path last.ckpt --output_dir out/
+python -m insight_lightning.cli.export --config runs/countdown/version_0/config.yaml --ckpt_path last.ckpt \
+    --output_dir out/
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ import sys
 from pathlib import Path
 
 from insight_lightning.checkpoints.io import CheckpointReadError, read_checkpoint
-from insight_lightning.cli import CLI_SETTINGS, USER_ERRORS, InsightCLI, quiet_known_warnings, resolve_config
-from insight_lightning.cli_errors import explain
+from insight_lightning.cli.app import CLI_SETTINGS, USER_ERRORS, InsightCLI, quiet_known_warnings, resolve_config
+from insight_lightning.cli.errors import explain
 from insight_lightning.policy.gguf_cache import plain_float_model
 from insight_lightning.selection.data_module import PromptDataModule
 from insight_lightning.training.module import GRPOModule
@@ -93,7 +94,7 @@ def export_merged(module: GRPOModule, ckpt_path: str, output_dir: str) -> Path:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m insight_lightning.export", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m insight_lightning.cli.export", description=__doc__.splitlines()[0])
     parser.add_argument(
         "--config",
         required=True,
