@@ -253,9 +253,9 @@ def test_validation_seed_pairs_evaluations_of_runs_whose_training_consumed_the_r
 ):
     # lr 0 keeps the weights, while K = 2 or 4 rollouts per prompt draw different amounts of random numbers: the
     # validation seed must make the step-2 evaluation's samples independent of that.
-    from insight_lightning.training import evaluation, module
+    from insight_lightning.training import evaluation
 
-    score, capture = evaluation.score_completions, module.capture_rng_state
+    score, capture = evaluation.score_completions, evaluation.capture_rng_state
 
     def validation_run(group_size):
         completions, training_rng = [], []
@@ -269,7 +269,7 @@ def test_validation_seed_pairs_evaluations_of_runs_whose_training_consumed_the_r
             return capture()
 
         monkeypatch.setattr(evaluation, "score_completions", recording_score)
-        monkeypatch.setattr(module, "capture_rng_state", recording_capture)
+        monkeypatch.setattr(evaluation, "capture_rng_state", recording_capture)
         args = tiny_fit_args(2, "--model.optimizer.lr=0", f"--model.grpo.group_size={group_size}")
         args += ["--data.prompts_per_step=4", "--trainer.num_sanity_val_steps=0", "--trainer.logger=false"]
         args += ["--trainer.enable_checkpointing=false", "--trainer.callbacks=[]", "--model.validation.at_end=false"]

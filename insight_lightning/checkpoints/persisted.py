@@ -25,6 +25,30 @@ def trained_state(state: dict, keep: set[str]) -> dict:
     return {k: v for k, v in state.items() if k in keep}
 
 
+def save_training_state(
+    checkpoint: dict, keep: set[str], world_size: int, policy_settings: dict, rollouts_generated: int
+) -> dict:
+    """Reduce the checkpoint's weights to the kept ones and add what a run needs to continue exactly: every rank's
+    generators, the policy settings, the rollouts counted so far, the saved weight names. Returns the kept weights."""
+    state = checkpoint["state_dict"] = trained_state(checkpoint["state_dict"], keep)
+    checkpoint["insight_lightning"] = {
+        "rng_per_rank": rng_states_of_all_ranks(world_size),
+        "policy": policy_settings,
+        "rollouts_generated": rollouts_generated,
+        "weights": sorted(state),
+    }
+    return {k: v for k, v in state.items() if k in keep}
+
+
+def load_training_state(checkpoint: dict, keep: set[str], rank: int, world_size: int) -> int:
+    """Check the checkpoint has every kept weight, restore this rank's generators; returns the rollouts so far."""
+    extra = checkpoint.get("insight_lightning", {})
+    # FSDP2 loads the weights itself and hands the hook the checkpoint without them: use the saved key list.
+    check_weights_present(checkpoint.get("state_dict", extra.get("weights", [])), keep)
+    restore_rank_rng(extra.get("rng_per_rank") or [extra.get("rng")], rank, world_size)
+    return int(extra.get("rollouts_generated", 0))
+
+
 def check_weights_present(saved: set[str] | list[str], keep: set[str]) -> None:
     """Refuse a checkpoint that lacks weights this policy trains (another model or adapter configuration)."""
     missing = sorted(keep - set(saved))

@@ -13,7 +13,7 @@ from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import TQDMProgressBar
 from lightning.pytorch.callbacks.progress.tqdm_progress import Tqdm, convert_inf
 
-# What the module logs with prog_bar=True, in the order shown (insight_lightning.training.module._log_step).
+# What the module logs with prog_bar=True, in the order shown (insight_lightning.training.step_report.StepLogger.log).
 SHOWN = ("rollout_s", "update_s", "reward", "acc")
 
 

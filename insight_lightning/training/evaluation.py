@@ -6,6 +6,7 @@ from dataclasses import astuple, dataclass, fields
 
 import torch
 
+from insight_lightning.checkpoints.rng import capture_rng_state, restore_rng_state
 from insight_lightning.rollout.engine import SamplingParams
 from insight_lightning.rollout.scoring import score_completions
 from insight_lightning.training.config import ValidationConfig
@@ -37,6 +38,29 @@ class SplitTotals:
         if self.greedy_problems > 0:
             metrics[f"{prefix}/accuracy_greedy"] = self.greedy_correct / self.greedy_problems
         return metrics
+
+
+VALIDATION_SEED_STRIDE = 1_000_003  # validation.seed * stride + step: distinct streams for steps below a million
+
+
+class ValidationPass:
+    """One validation (or test) pass. It samples from its own copy of the RNG, so that it never changes the training
+    trajectory, and sums each split's totals over its batches, then over the ranks."""
+
+    def __init__(self, splits: int, seed: int | None, step: int) -> None:
+        self.training_rng = capture_rng_state()
+        if seed is not None:
+            # a fixed stream per (seed, step): two samplers' runs evaluate a step with the same sampling noise
+            torch.manual_seed(seed * VALIDATION_SEED_STRIDE + step)
+        self.totals = [SplitTotals() for _ in range(splits)]
+
+    def add(self, split: int, totals: SplitTotals) -> None:
+        self.totals[split] = self.totals[split] + totals
+
+    def finish(self, strategy, device: torch.device) -> list[SplitTotals]:
+        """Give the training its RNG back; every split's totals, summed over the ranks."""
+        restore_rng_state(self.training_rng)
+        return sum_over_ranks(self.totals, strategy, device)
 
 
 def score_batch(

@@ -10,25 +10,17 @@ from dataclasses import asdict
 
 import lightning as L
 import torch
-from torch import Tensor
 
-from insight_lightning.checkpoints.persisted import (
-    check_weights_present,
-    persisted_keys,
-    restore_rank_rng,
-    rng_states_of_all_ranks,
-    trained_state,
-)
-from insight_lightning.checkpoints.rng import capture_rng_state, restore_rng_state
+from insight_lightning.checkpoints.persisted import load_training_state, persisted_keys, save_training_state
 from insight_lightning.policy.divergence import check_finite_weights
 from insight_lightning.policy.loading import PolicyConfig
 from insight_lightning.rollout.config import RolloutConfig
 from insight_lightning.selection.callback import SelectionCallback
 from insight_lightning.selection.data_module import PromptBatch
-from insight_lightning.selection.scalar_logging import log_scalars, log_text_samples
+from insight_lightning.selection.scalar_logging import log_scalars
 from insight_lightning.training.config import GRPOConfig, LoggingConfig, OptimizerConfig, ValidationConfig
-from insight_lightning.training.evaluation import SplitTotals, score_batch, split_metrics, sum_over_ranks
-from insight_lightning.training.experience import Experience, collect_experience
+from insight_lightning.training.evaluation import ValidationPass, score_batch, split_metrics
+from insight_lightning.training.experience import collect_experience
 from insight_lightning.training.grpo import group_advantages
 from insight_lightning.training.host_memory import mmapped_large_blocks
 from insight_lightning.training.learner import Learner
@@ -38,13 +30,13 @@ from insight_lightning.training.setting_checks import (
     check_model_settings,
     check_sampling_settings,
     check_strategy_settings,
+    check_validation_settings,
 )
-from insight_lightning.training.step_report import SignalWatch, StepTimes, mean_over_ranks, sample_rows, step_metrics
-from insight_lightning.training.warmstart import WarmStartConfig, WarmStartResult, shared_warm_start
+from insight_lightning.training.step_report import StepLogger, StepTimes
+from insight_lightning.training.warmstart import WarmStartConfig, WarmStartResult, log_warm_start, shared_warm_start
 from tasks import Task
 
 log = logging.getLogger(__name__)
-VALIDATION_SEED_STRIDE = 1_000_003  # validation.seed * stride + step: distinct streams for steps below a million
 
 
 class GRPOModule(L.LightningModule):
@@ -84,11 +76,7 @@ class GRPOModule(L.LightningModule):
         self.task = task
         check_model_settings(self.policy_config, self.grpo)
         check_sampling_settings(self.rollout)
-        if self.validation.seed is not None and self.rollout.engine != "hf":
-            raise ValueError(
-                f"model.validation.seed seeds the hf engine's sampling; rollout.engine={self.rollout.engine} samples "
-                "with vLLM's own generator, so the seed would silently not pair evaluations: leave it null"
-            )
+        check_validation_settings(self.validation, self.rollout)
         self.automatic_optimization = False
         self.strict_loading = False  # checkpoints hold only the trained weights, not the frozen base
         self.save_hyperparameters(ignore=["task"])
@@ -97,10 +85,9 @@ class GRPOModule(L.LightningModule):
         self.policy: Policy | None = None
         self.warm_start_result: WarmStartResult | None = None
         self.last_step_times: StepTimes | None = None
-        self.signal_watch = SignalWatch(self.grpo.max_steps_without_signal_at_start)
+        self.step_logger = StepLogger(grpo.group_size, self.log_config, grpo.max_steps_without_signal_at_start)
         self.rollouts_generated = 0  # sequences sampled for training so far, extra dynamic-sampling rounds included
-        self._val_totals: list[SplitTotals] = []
-        self._val_rng: dict | None = None
+        self._validation: ValidationPass | None = None
 
     # ----------------------------------------------------------------------------------------------- set-up
     def setup(self, stage: str) -> None:
@@ -155,9 +142,7 @@ class GRPOModule(L.LightningModule):
 
     def on_fit_start(self) -> None:
         if self.warm_start_result is not None and self.global_step == 0:
-            for step, loss in self.warm_start_result.losses:
-                log_scalars(self.trainer, {"warmstart/loss": loss}, step)
-            log_scalars(self.trainer, {"warmstart/seconds": self.warm_start_result.seconds}, 0)
+            log_warm_start(self.trainer, self.warm_start_result)
 
     # ----------------------------------------------------------------------------------------------- training
     def transfer_batch_to_device(self, batch, device, dataloader_idx: int):
@@ -188,7 +173,7 @@ class GRPOModule(L.LightningModule):
         update_metrics = stats.metrics()
         if self.rollout.engine != "hf":
             update_metrics["time/weight_sync_s"] = torch.tensor(weight_sync_s)
-        self._log_step(experience, update_metrics, faults)
+        self.step_logger.log(self, experience, update_metrics, faults)
         return {"outcomes": experience.outcomes}  # to SelectionCallback.on_train_batch_end (Lightning wants a dict)
 
     def _any_rank_short(self, shortfall: int) -> bool:
@@ -209,24 +194,18 @@ class GRPOModule(L.LightningModule):
 
     # ----------------------------------------------------------------------------------------------- validation
     def on_validation_epoch_start(self) -> None:
-        # Validation samples from its own copy of the RNG, so that it never changes the training trajectory.
-        self._val_rng = capture_rng_state()
-        if self.validation.seed is not None:
-            # a fixed stream per (seed, step): two samplers' runs evaluate a step with the same sampling noise
-            torch.manual_seed(self.validation.seed * VALIDATION_SEED_STRIDE + self.global_step)
         splits = len(self.trainer.datamodule.val_splits) if self.trainer.datamodule is not None else 1
-        self._val_totals = [SplitTotals() for _ in range(splits)]
+        self._validation = ValidationPass(splits, self.validation.seed, self.global_step)
 
     def validation_step(self, batch: list[dict], batch_idx: int, dataloader_idx: int = 0) -> None:
         if self.trainer.sanity_checking and (self.global_step > 0 or not self.validation.before_training):
             return  # the pre-RL validation runs only at step 0
         max_new = self.validation.max_new_tokens or self.rollout.max_new_tokens
         totals = score_batch(self.policy, self.task, batch, self.validation, max_new)
-        self._val_totals[dataloader_idx] = self._val_totals[dataloader_idx] + totals
+        self._validation.add(dataloader_idx, totals)
 
     def on_validation_epoch_end(self) -> None:
-        restore_rng_state(self._val_rng)
-        totals = sum_over_ranks(self._val_totals, self.trainer.strategy, self.device)
+        totals = self._validation.finish(self.trainer.strategy, self.device)
         if sum(t.samples for t in totals) == 0:
             return
         names = self.trainer.datamodule.val_splits if self.trainer.datamodule is not None else ["test"]
@@ -254,57 +233,13 @@ class GRPOModule(L.LightningModule):
         return persisted_keys(self, keep_base=self.policy_config.is_tiny)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        keep = self.persisted_keys()
-        state = checkpoint["state_dict"] = trained_state(checkpoint["state_dict"], keep)
-        check_finite_weights({k: v for k, v in state.items() if k in keep}, self.global_step)
-        checkpoint["insight_lightning"] = {
-            "rng_per_rank": rng_states_of_all_ranks(self.trainer.world_size if self._trainer is not None else 1),
-            "policy": asdict(self.policy_config),
-            "rollouts_generated": self.rollouts_generated,
-            "weights": sorted(state),
-        }
+        world_size = self.trainer.world_size if self._trainer is not None else 1
+        settings = asdict(self.policy_config)
+        kept = save_training_state(checkpoint, self.persisted_keys(), world_size, settings, self.rollouts_generated)
+        check_finite_weights(kept, self.global_step)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        extra = checkpoint.get("insight_lightning", {})
-        # FSDP2 loads the weights itself and hands this hook the checkpoint without them: use the saved key list.
-        check_weights_present(checkpoint.get("state_dict", extra.get("weights", [])), self.persisted_keys())
         world_size = self.trainer.world_size if self._trainer is not None else 1
-        restore_rank_rng(extra.get("rng_per_rank") or [extra.get("rng")], self.global_rank, world_size)
-        self.rollouts_generated = int(extra.get("rollouts_generated", 0))
+        self.rollouts_generated = load_training_state(checkpoint, self.persisted_keys(), self.global_rank, world_size)
         if self.policy is not None:
             self.policy.weights_updated()  # the checkpoint's weights replace the engine's copy at the next rollout
-
-    # ----------------------------------------------------------------------------------------------- logging
-    def _log_step(self, experience: Experience, update_metrics: dict[str, Tensor], faults: dict[str, int]) -> None:
-        """Average the step's metrics across ranks with one collective, then log them at step = RL steps done."""
-        lr = self.optimizers().param_groups[0]["lr"]
-        truncated = self.policy.prompts.last_truncated
-        metrics = step_metrics(
-            experience,
-            update_metrics,
-            self.last_step_times,
-            truncated,
-            self.rollouts_generated,
-            lr,
-            self.grpo.group_size,
-            faults,
-            self.policy.engine.eos_token_ids,
-        )
-        values = mean_over_ranks(metrics, self.trainer.strategy, self.trainer.world_size, self.device)
-        all_equal, all_wrong = values["train/frac_all_equal"], values["train/frac_all_wrong"]
-        warning = self.signal_watch.update(all_equal, all_wrong, self.global_step)
-        values["train/steps_without_signal"] = float(self.signal_watch.steps_without)
-        log_scalars(self.trainer, values, self.global_step)
-        if warning and self.global_rank == 0:
-            log.warning(warning)
-        times = self.last_step_times
-        shown = {"rollout_s": times.rollout_s, "update_s": times.update_s}  # this rank's: no collective for a display
-        shown |= {"reward": values["train/reward"], "acc": values["train/accuracy"]}
-        self.log_dict(shown, prog_bar=True, logger=False)
-        every = self.log_config.text_samples_every_n_steps
-        if every and (self.global_step % every == 0 or self.global_step == 1):
-            examples, completions, rewards = sample_rows(
-                experience, self.log_config.num_text_samples, self.grpo.group_size
-            )
-            prompts = [self.policy.render(self.task.prompt(e)) for e in examples]
-            log_text_samples(self.trainer, prompts, completions, rewards, self.global_step)

@@ -8,7 +8,7 @@ import torch
 
 from insight_lightning.policy.loading import PolicyConfig
 from insight_lightning.rollout.config import RolloutConfig
-from insight_lightning.training.config import GRPOConfig
+from insight_lightning.training.config import GRPOConfig, ValidationConfig
 
 
 def check_model_settings(policy: PolicyConfig, grpo: GRPOConfig) -> None:
@@ -17,6 +17,15 @@ def check_model_settings(policy: PolicyConfig, grpo: GRPOConfig) -> None:
         raise ValueError(
             f"model.grpo.kl_coef={grpo.kl_coef} needs a LoRA policy (model.policy.lora): the KL reference is the base "
             "with the adapter disabled"
+        )
+
+
+def check_validation_settings(validation: ValidationConfig, rollout: RolloutConfig) -> None:
+    """A validation seed pairs evaluations only where the seeded generator samples (the hf engine)."""
+    if validation.seed is not None and rollout.engine != "hf":
+        raise ValueError(
+            f"model.validation.seed seeds the hf engine's sampling; rollout.engine={rollout.engine} samples "
+            "with vLLM's own generator, so the seed would silently not pair evaluations: leave it null"
         )
 
 

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
+from insight_lightning.selection.scalar_logging import log_scalars, log_text_samples
+from insight_lightning.training.config import LoggingConfig
 from insight_lightning.training.experience import Experience
+
+log = logging.getLogger(__name__)
 
 VERIFIER_PREFIX = "train/verifier_"
 """Per-step counts of verifier faults (timeouts, failures, refused answers), summed over ranks."""
@@ -131,3 +136,43 @@ class SignalWatch:
                 "steps in a row): see train/frac_all_equal."
             )
         return None
+
+
+class StepLogger:
+    """Logs each training step: its scalars averaged over ranks in one collective (at step = RL steps done), the
+    progress bar, the text samples; and watches for steps without a learning signal."""
+
+    def __init__(self, group_size: int, log_config: LoggingConfig, steps_without_signal_limit: int) -> None:
+        self.group_size = group_size
+        self.log_config = log_config
+        self.signal_watch = SignalWatch(steps_without_signal_limit)
+
+    def log(self, module, experience: Experience, update_metrics: dict[str, Tensor], faults: dict[str, int]) -> None:
+        """Log the step the GRPOModule `module` has just taken (its times, counters and learning rate)."""
+        trainer, policy, step, times = module.trainer, module.policy, module.global_step, module.last_step_times
+        lr = module.optimizers().param_groups[0]["lr"]
+        metrics = step_metrics(
+            experience,
+            update_metrics,
+            times,
+            policy.prompts.last_truncated,
+            module.rollouts_generated,
+            lr,
+            self.group_size,
+            faults,
+            policy.engine.eos_token_ids,
+        )
+        values = mean_over_ranks(metrics, trainer.strategy, trainer.world_size, module.device)
+        warning = self.signal_watch.update(values["train/frac_all_equal"], values["train/frac_all_wrong"], step)
+        values["train/steps_without_signal"] = float(self.signal_watch.steps_without)
+        log_scalars(trainer, values, step)
+        if warning and module.global_rank == 0:
+            log.warning(warning)
+        shown = {"rollout_s": times.rollout_s, "update_s": times.update_s}  # this rank's: no collective for a display
+        shown |= {"reward": values["train/reward"], "acc": values["train/accuracy"]}
+        module.log_dict(shown, prog_bar=True, logger=False)
+        every = self.log_config.text_samples_every_n_steps
+        if every and (step % every == 0 or step == 1):
+            examples, completions, rewards = sample_rows(experience, self.log_config.num_text_samples, self.group_size)
+            prompts = [policy.render(module.task.prompt(e)) for e in examples]
+            log_text_samples(trainer, prompts, completions, rewards, step)

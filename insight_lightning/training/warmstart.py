@@ -21,6 +21,7 @@ from torch import Tensor
 
 from insight_lightning.policy.logprobs import sequence_logprobs
 from insight_lightning.policy.prompts import PromptEncoder
+from insight_lightning.selection.scalar_logging import log_scalars
 from tasks import Task
 
 log = logging.getLogger(__name__)
@@ -100,6 +101,13 @@ def shared_warm_start(
         " (from cache)" if result.from_cache else "",
     )
     return result
+
+
+def log_warm_start(trainer, result: WarmStartResult) -> None:
+    """The warm-start's loss curve and its time, in the run's logger (before RL step 0)."""
+    for step, loss in result.losses:
+        log_scalars(trainer, {"warmstart/loss": loss}, step)
+    log_scalars(trainer, {"warmstart/seconds": result.seconds}, 0)
 
 
 def reference_pairs(task: Task, prompts: PromptEncoder, config: WarmStartConfig) -> list[tuple[str, str]]:
