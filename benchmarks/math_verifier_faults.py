@@ -12,6 +12,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -65,8 +68,7 @@ def main() -> None:
     for workers in (1, default_workers()):
         pool = MathTask(train_size=1, test_size=1, timeout_seconds=args.timeout, verifier_workers=workers)
         pool.checker.start()
-        for worker in pool.checker._workers:
-            worker.wait_ready(60)
+        pool.checker.wait_until_ready(60)
         _, times[workers] = timed(lambda: pool.score_many(completions, examples))  # noqa: B023
         print(f"   {workers} worker(s): {times[workers]:6.2f} s, timeouts {pool.timeouts}")
         pool.checker.close()
@@ -75,9 +77,10 @@ def main() -> None:
     print("\n3. both workers killed between two checks")
     example = {"problem": "p", "answer": "3"}
     task.score("\\boxed{1+2}", example)
-    for worker in task.checker._workers:
-        worker.process.kill()
-        worker.process.wait()
+    for pid in task.checker.worker_pids():
+        os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):  # dead before the next check, as after an OOM kill
+            os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
     score, seconds = timed(lambda: task.score("\\boxed{2+1}", example))
     print(f"   \\boxed{{2+1}} vs 3 after the kill: correct={score.correct} in {seconds:.2f} s (restart included)")
     print(f"   restarts {task.checker.restarts}, failures {task.checker.failures}")

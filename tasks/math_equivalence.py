@@ -187,6 +187,20 @@ class EquivalenceChecker:
         if not first.wait_ready(self.startup_timeout):
             raise RuntimeError(self._cannot_start(first))
 
+    def worker_pids(self, ready_only: bool = False) -> list[int]:
+        """The process ids of the pool's workers (with ready_only, of those that announced they are ready): a
+        worker killed from outside (the OOM killer, a memory cap, a user) is replaced at its next check."""
+        with self._lock:
+            return [w.process.pid for w in self._workers if w.ready or not ready_only]
+
+    def wait_until_ready(self, seconds: float) -> bool:
+        """Start the workers and wait up to ``seconds`` for all of them to be ready (so a timing measures checks)."""
+        with self._lock:
+            self._ensure_started()
+            workers = list(self._workers)
+        deadline = time.monotonic() + seconds
+        return all(worker.wait_ready(deadline - time.monotonic()) for worker in workers)
+
     def close(self) -> None:
         """Stop the worker processes; a later check starts new ones."""
         with self._lock:

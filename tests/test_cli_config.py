@@ -206,3 +206,13 @@ def test_help_names_the_program():
     result = cli("fit", "--help")  # a real `python -m`, whose argv[0] is __main__.py
     assert result.stdout.startswith("usage: python -m insight_lightning [options] fit")
     assert "__main__.py" not in result.stdout
+
+
+def test_the_cli_overrides_only_public_lightning_methods():
+    # a private method of LightningCLI can change or vanish in any Lightning release without notice
+    from lightning.pytorch.cli import LightningCLI
+
+    from insight_lightning.cli.app import InsightCLI
+
+    private = [name for name in vars(InsightCLI) if name.startswith("_") and not name.startswith("__")]
+    assert not [name for name in private if hasattr(LightningCLI, name)]

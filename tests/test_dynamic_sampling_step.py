@@ -1,5 +1,7 @@
 """Experience collection under dynamic sampling (DAPO DS), with a scripted policy, task and selection."""
 
+import time
+
 import torch
 
 from insight_lightning.rollout.engine import RolloutBatch, SamplingParams
@@ -123,3 +125,19 @@ def test_samplers_without_extra_rounds_roll_out_the_selection_as_it_is():
     step, selection, policy = run_step(build_sampler("uniform"))
     assert selection.draws == 0 and policy.calls == 1 and [e["id"] for e in step.examples] == list(range(6))
     assert step.selection_metrics(4) == {} and step.outcomes.outcomes.trials.tolist() == [4] * 6
+
+
+class SlowTask(ScriptedTask):
+    """A verifier that takes 2 ms an answer."""
+
+    def score(self, completion, example):
+        time.sleep(0.002)
+        return super().score(completion, example)
+
+
+def test_the_verifier_time_of_every_round_is_counted():
+    task = SlowTask()
+    selection = ScriptedSelection(task.examples("train"), 6)
+    batch = selection.first(build_sampler("dynamic_sampling", max_extra_rounds=10))
+    step = collect_experience(batch, ScriptedPolicy(), task, 4, SamplingParams())
+    assert selection.draws == 2 and step.verify_s >= step.sequences_generated * 0.002  # 3 rounds of 24 answers

@@ -1,9 +1,12 @@
 """Math: answer extraction, the bounded math-verify check, generator, loaders, prompts and eval splits."""
 
 import ast
+import contextlib
 import json
+import os
 import pickle
 import re
+import signal
 import sys
 import threading
 import time
@@ -181,10 +184,16 @@ def test_a_slow_check_times_out_is_counted_and_is_not_memoised_off_the_main_thre
         task.checker.close()
 
 
+def _kill(pid: int) -> None:
+    """SIGKILL a worker as the OOM killer would, and wait for its death (leaving the checker to reap it)."""
+    os.kill(pid, signal.SIGKILL)
+    with contextlib.suppress(ChildProcessError):
+        os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
+
+
 def _kill_workers(checker) -> None:
-    for worker in checker._workers:
-        worker.process.kill()
-        worker.process.wait()
+    for pid in checker.worker_pids():
+        _kill(pid)
 
 
 def test_killed_workers_are_replaced_and_the_verdict_is_right_and_memoised():
@@ -228,9 +237,9 @@ def test_a_worker_that_dies_on_every_attempt_is_a_counted_failure_not_a_verdict(
 
     def keep_killing():
         while not stop.is_set():
-            for worker in list(task.checker._workers):
-                if worker.ready:
-                    worker.process.kill()
+            for pid in task.checker.worker_pids(ready_only=True):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
             time.sleep(0.05)
 
     killer = threading.Thread(target=keep_killing)
@@ -274,8 +283,7 @@ def test_slow_answers_of_a_group_are_checked_in_parallel():
     task = MathTask(train_size=1, test_size=1, timeout_seconds=timeout, verifier_workers=4)
     task.checker.start()
     try:
-        for worker in task.checker._workers:
-            assert worker.wait_ready(60)
+        assert task.checker.wait_until_ready(60)
         completions = [f"\\boxed{{(x+y+z)^{{{200 + i}}}}}" for i in range(k)]  # distinct: none memoised
         start = time.perf_counter()
         scores = task.score_many(completions, [{"problem": "p", "answer": "3"}] * k)

@@ -16,7 +16,7 @@ from lightning.pytorch.callbacks import ProgressBar
 from lightning.pytorch.cli import LightningCLI
 
 from insight_lightning.checkpoints.io import check_readable, install_checkpoint_io
-from insight_lightning.cli.errors import explain
+from insight_lightning.cli.errors import explain, init_error
 from insight_lightning.cli.step_progress import StepProgressBar
 from insight_lightning.policy.loading import PolicyLoadError
 from insight_lightning.rollout.vllm_sync import RolloutEngineError
@@ -104,20 +104,34 @@ class InsightCLI(LightningCLI):
     def parse_arguments(self, parser, args) -> None:
         super().parse_arguments(parser, args)
         self.typed_args = sys.argv[1:] if args is None else args
+        # Next, Lightning torch.loads the checkpoint to read its saved settings, before any trainer exists: a corrupt
+        # one would be a traceback there.
+        if self.ckpt_path():
+            check_readable(self.ckpt_path(), weights_only=True)
 
-    def _parse_ckpt_path(self) -> None:
-        """The checkpoint's saved model settings under the config file and the command line, which win."""
-        # Lightning torch.loads the checkpoint here, before any trainer exists: a corrupt one would be a traceback
+    def ckpt_path(self) -> str | None:
+        """The --ckpt_path of the subcommand, if one was given."""
         subcommand = self.config.get("subcommand")
-        if not subcommand or not self.config[subcommand].get("ckpt_path"):
-            return
-        check_readable(self.config[subcommand].ckpt_path, weights_only=True)
-        super()._parse_ckpt_path()
+        return self.config[subcommand].get("ckpt_path") if subcommand else None
+
+    def before_instantiate_classes(self) -> None:
+        """The config file and the command line win over the checkpoint's saved model settings."""
         # Lightning lays the saved settings over everything typed, so `validate --ckpt_path X
         # --model.rollout.engine=vllm` would silently run the checkpoint's engine: parse what was typed again on top.
-        if isinstance(self.typed_args, list):
+        if self.ckpt_path() and isinstance(self.typed_args, list):
             typed = self.parser.parse_args(self.typed_args, defaults=False)  # only what the file and flags set
             self.config = self.parser.merge_config(typed, self.config)
+
+    def instantiate_classes(self) -> None:
+        """Lightning's, with a class's refusal of its init arguments named by its option (data.task.init_args...)."""
+        try:
+            super().instantiate_classes()
+        except ValueError as error:
+            subcommand = self.config.get("subcommand")
+            message = init_error(error, (self.config[subcommand] if subcommand else self.config).as_dict())
+            if message is None:
+                raise
+            raise ValueError(message) from error
 
     def instantiate_trainer(self, **kwargs):
         """The trainer, with a progress bar counting RL steps (unless the config names its own or none), atomic

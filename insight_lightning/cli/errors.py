@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import argparse
 import re
+from collections.abc import Iterator
 
 from samplers import SAMPLERS
 
@@ -13,31 +13,35 @@ _EXPECTED = re.compile(r"Expected a (?:<class '([^']+)'>|(\S+))\. Got value: (\S
 _CLASS_PATH = re.compile(r"(Problem with given class_path '[^']+': [^-]*?)(?: - |$)")
 _SHORT_NAME = re.compile(r"Expected a dot import path string: (\S+)")
 _UNION = "Does not validate against any of the Union subtypes"
+_GIVEN_CLASS = re.compile(r"Given value: Namespace\(class_path='([^']+)'")
 _ARGUMENT = re.compile(r"[A-Za-z_]\w*=")
 # Modules whose classes a config.yaml of insight_lightning < 0.2 names in a class_path, and where they are now.
 MOVED_MODULES = {"insight_lightning.selection_callback": "insight_lightning.selection.callback"}
 _MOVED = re.compile(r"class_path '((" + "|".join(re.escape(m) for m in MOVED_MODULES) + r")\.\w+)'")
 
 
-def _instantiated_option(error: BaseException) -> str | None:
-    """The option (e.g. data.task) whose class_path jsonargparse was instantiating when ``error`` was raised."""
-    option, tb = None, error.__traceback__
-    while tb is not None:  # jsonargparse's ActionTypeHint.instantiate_classes runs with self = the option's action
-        action = tb.tb_frame.f_locals.get("self") if tb.tb_frame.f_code.co_name == "instantiate_classes" else None
-        if isinstance(action, argparse.Action):
-            option = action.dest
-        tb = tb.tb_next
-    return option
+def options_given_by(config: dict, class_path: str, prefix: str = "") -> Iterator[str]:
+    """The options of a parsed config (nested dicts) whose value is an instance of ``class_path``."""
+    for key, value in config.items():
+        option = f"{prefix}{key}"
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, dict) and item.get("class_path") == class_path:
+                yield option
+            elif isinstance(item, dict):
+                yield from options_given_by(item, class_path, f"{option}.")
 
 
-def _init_error(error: BaseException) -> str | None:
-    """The check that failed in the ``__init__`` of a class given by class_path, prefixed with its option."""
+def init_error(error: BaseException, config: dict | None = None) -> str | None:
+    """The check that failed in the ``__init__`` of a class given by class_path (None for other errors), prefixed
+    with its option when the parsed ``config`` holds exactly one option of the class the message names."""
     if not str(error).startswith(_UNION) or error.__cause__ is None:
         return None
     cause = " ".join(str(error.__cause__).split())  # jsonargparse wraps it in the union's list of tries
-    option = _instantiated_option(error)
-    if option is None:
+    given = _GIVEN_CLASS.search(str(error))
+    options = sorted(set(options_given_by(config, given.group(1)))) if given and config else []
+    if len(options) != 1:
         return cause
+    option = options[0]
     # "train_size=-1 must be >= 0" names an init argument: data.task.init_args.train_size=-1 is what the user types
     return f"{option}.init_args.{cause}" if _ARGUMENT.match(cause) else f"{option}: {cause}"
 
@@ -47,7 +51,7 @@ def explain(error: BaseException) -> str:
     message = " ".join(str(error).split())
     keys = _KEY.findall(message)
     if not keys:
-        return _init_error(error) or message
+        return init_error(error) or message
     # a nested key is an init argument of the class given for the outer one: data.task -> data.task.init_args.template
     prefix = ".init_args.".join(keys) + ":"
     literal = _LITERAL.search(message)

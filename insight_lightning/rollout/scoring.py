@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import torch
@@ -35,3 +36,19 @@ def score_completions(task: Task, completions: list[str], examples: list[dict], 
     rewards = torch.tensor([s.reward for s in scores], dtype=torch.float32).reshape(len(examples), k)
     correct = torch.tensor([s.correct for s in scores], dtype=torch.bool).reshape(len(examples), k)
     return GroupScores(rewards, correct)
+
+
+@dataclass
+class TimedScoring:
+    """``score(completions, examples)``: score_completions with the task's verifier, its wall-clock time summed."""
+
+    task: Task
+    group_size: int
+    seconds: float = 0.0
+
+    def __call__(self, completions: list[str], examples: list[dict]) -> GroupScores:
+        started = time.perf_counter()
+        try:
+            return score_completions(self.task, completions, examples, self.group_size)
+        finally:
+            self.seconds += time.perf_counter() - started

@@ -3,7 +3,6 @@ out further selections until enough groups are informative."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -12,7 +11,7 @@ import torch
 from torch import Tensor
 
 from insight_lightning.rollout.engine import RolloutBatch, SamplingParams, concat_rollouts
-from insight_lightning.rollout.scoring import GroupScores, score_completions
+from insight_lightning.rollout.scoring import GroupScores, TimedScoring
 from insight_lightning.selection.callback import StepOutcomes
 from insight_lightning.selection.data_module import PromptBatch
 from samplers import Outcomes
@@ -73,15 +72,7 @@ def collect_experience(
     same decision (one collective per round), so that all ranks draw alike.
     """
     k = group_size
-    verify_s = 0.0
-
-    def score(texts: list[str], rows: list[dict]) -> GroupScores:
-        nonlocal verify_s
-        started = time.perf_counter()
-        scores = score_completions(task, texts, rows, k)
-        verify_s += time.perf_counter() - started
-        return scores
-
+    score = TimedScoring(task, k)  # counts the verifier's time (time/verify_s)
     examples = list(batch.examples)
     rollout, completions = policy.sample([task.prompt(e) for e in examples], k, params)
     scores = score(completions, examples)
@@ -90,7 +81,9 @@ def collect_experience(
     if refill is None:
         outcomes = _outcomes(examples, scores, k)
         tokens = float(rollout.completion_mask.sum())
-        return Experience(rollout, completions, scores, examples, StepOutcomes(outcomes, selections), tokens, verify_s)
+        return Experience(
+            rollout, completions, scores, examples, StepOutcomes(outcomes, selections), tokens, score.seconds
+        )
 
     wanted, rounds = len(examples), 0
     parts, texts, scored = [rollout], [completions], [scores]
@@ -121,7 +114,7 @@ def collect_experience(
         examples=[examples[i] for i in groups.tolist()],
         outcomes=StepOutcomes(outcomes, selections),
         generated_tokens=tokens,
-        verify_s=verify_s,
+        verify_s=score.seconds,
         extra_rounds=rounds,
         informative_frac=keep.float().mean(),
     )
