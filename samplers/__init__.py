@@ -6,6 +6,7 @@ Framework-free: a sampler is tensors in, prompt ids out. Nothing here imports Li
 from samplers.base import Choice, Sampler
 from samplers.difficulty import ExpectedDifficultySampler, InverseEvidenceSampler
 from samplers.dynamic_sampling import DynamicSamplingSampler
+from samplers.greso import GRESOSampler
 from samplers.informative import InformativeGroupSampler, mixed_group_probability
 from samplers.insight import InSightSampler, mutual_information, wmi_score
 from samplers.mopps import MoPPSSampler
@@ -20,6 +21,7 @@ __all__ = [
     "BetaPosterior",
     "CandidateStream",
     "DynamicSamplingSampler",
+    "GRESOSampler",
     "ExpectedDifficultySampler",
     "InSightSampler",
     "InformativeGroupSampler",

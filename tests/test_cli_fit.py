@@ -75,7 +75,7 @@ def test_fit_trains_the_adapter_and_writes_tensorboard(tiny_fit_args, tmp_path):
     assert posterior.evidence.sum().item() == 64 * 2 + 3 * 8 * 4
 
 
-@pytest.mark.parametrize("sampler", ["insight", "mopps"])
+@pytest.mark.parametrize("sampler", ["insight", "mopps", "greso"])
 def test_resume_restores_weights_optimizer_and_selection_exactly(tiny_fit_args, tmp_path, sampler):
     full_dir, resumed_dir = tmp_path / "full", tmp_path / "resumed"
     main(tiny_fit_args(4, *probe_args(full_dir), *SIGNAL, f"--data.sampler={sampler}"))
@@ -181,7 +181,8 @@ def test_unsupported_fsdp2_settings_fail_with_one_line(tiny_fit_args, override, 
 
 @pytest.mark.parametrize(
     "sampler",
-    ["uniform", "insight", "mopps", "expected_difficulty", "inverse_evidence", "dynamic_sampling", "informative_group"],
+    ["uniform", "insight", "mopps", "expected_difficulty", "inverse_evidence", "dynamic_sampling", "informative_group"]
+    + ["greso"],
 )
 def test_every_sampler_trains_through_the_cli(tiny_fit_args, tmp_path, sampler):
     cli = main(

@@ -70,7 +70,7 @@ def test_summary_puts_the_baseline_first_and_reports_cost():
 def test_regimes_size_the_pool_from_steps_and_batch():
     settings = RaceSettings(steps=100, prompts_per_step=256)
     assert settings.pool_size("main") == round(100 * 256 / 13) and settings.pool_size("large") == 25600
-    assert len(all_runs(settings)) == 2 * 5 * 6 and RunSpec("main", "insight", 3).name == "main__insight__seed3"
+    assert len(all_runs(settings)) == 2 * 5 * 7 and RunSpec("main", "insight", 3).name == "main__insight__seed3"
 
 
 TOY_RACE = [

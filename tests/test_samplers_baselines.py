@@ -87,7 +87,16 @@ def test_dynamic_sampling_keeps_uniform_candidates_and_flags_informative_groups(
 
 @pytest.mark.parametrize(
     "name",
-    ["uniform", "insight", "mopps", "expected_difficulty", "inverse_evidence", "dynamic_sampling", "informative_group"],
+    [
+        "uniform",
+        "insight",
+        "mopps",
+        "expected_difficulty",
+        "inverse_evidence",
+        "dynamic_sampling",
+        "informative_group",
+        "greso",
+    ],
 )
 def test_every_sampler_resumes_its_selections_exactly(name):
     def run(steps, state=None, first_step=0):

@@ -13,7 +13,15 @@ from insight_lightning.race.pools import MIXES
 from samplers import REFRESH_MODES, SAMPLERS
 
 ROOT = Path(__file__).resolve().parents[2]
-ALL_SAMPLERS = ("uniform", "insight", "mopps", "expected_difficulty", "inverse_evidence", "dynamic_sampling")
+ALL_SAMPLERS = (
+    "uniform",
+    "insight",
+    "mopps",
+    "expected_difficulty",
+    "inverse_evidence",
+    "dynamic_sampling",
+    "greso",
+)
 INSIGHT_ABLATIONS = ("insight:score=mi", "insight:score=w", "insight:belief=sample", "insight:refresh=epoch")
 """The paper's ablations of InSight (information only, difficulty weight only, a Thompson draw for w) and the
 per-pass ranking mode, as race variants."""
