@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from samplers import BetaPosterior, Outcomes, PromptSelector, build_sampler
+from samplers import SAMPLERS, BetaPosterior, Outcomes, PromptSelector, build_sampler
 from samplers.base import top_k_first_wins
 from samplers.informative import mixed_group_probability
 from samplers.randomness import derive_generator, sample_beta
@@ -85,19 +85,7 @@ def test_dynamic_sampling_keeps_uniform_candidates_and_flags_informative_groups(
         build_sampler("dynamic_sampling", max_extra_rounds=-1)
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        "uniform",
-        "insight",
-        "mopps",
-        "expected_difficulty",
-        "inverse_evidence",
-        "dynamic_sampling",
-        "informative_group",
-        "greso",
-    ],
-)
+@pytest.mark.parametrize("name", sorted(SAMPLERS))  # every registered sampler, a new one too
 def test_every_sampler_resumes_its_selections_exactly(name):
     def run(steps, state=None, first_step=0):
         selector = PromptSelector(build_sampler(name), 300, 16, group_size=8, seed=11)
