@@ -3,7 +3,7 @@
 Framework-free: a sampler is tensors in, prompt ids out. Nothing here imports Lightning or insight_lightning.
 """
 
-from samplers.base import Choice, Sampler
+from samplers.base import Choice, Sampler, mixed_groups
 from samplers.difficulty import ExpectedDifficultySampler, InverseEvidenceSampler
 from samplers.dynamic_sampling import DynamicSamplingSampler
 from samplers.greso import GRESOSampler
@@ -13,6 +13,7 @@ from samplers.mopps import MoPPSSampler
 from samplers.posterior import BetaPosterior
 from samplers.registry import SAMPLERS, build_sampler, register_sampler
 from samplers.selection import REFRESH_MODES, Outcomes, PromptSelector, Refresh, SelectionRecord
+from samplers.speed_rl import SpeedRLSampler
 from samplers.stream import CandidateStream
 from samplers.uniform import UniformSampler
 
@@ -27,7 +28,9 @@ __all__ = [
     "InformativeGroupSampler",
     "InverseEvidenceSampler",
     "MoPPSSampler",
+    "SpeedRLSampler",
     "mixed_group_probability",
+    "mixed_groups",
     "mutual_information",
     "Choice",
     "Outcomes",

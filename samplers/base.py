@@ -34,6 +34,8 @@ class Sampler:
     name: ClassVar[str] = ""
     max_extra_rounds: int = 0
     """Extra generation rounds a step may ask for to collect informative groups (0: the selection is final)."""
+    screening: int = 0
+    """Completions per prompt of a screening round, used when data.screening is unset (0: no screening)."""
 
     def __init__(
         self, candidate_multiplier: int = 1, prior: tuple[float, float] = (1.0, 1.0), forgetting: float = 1.0
@@ -85,6 +87,11 @@ class Sampler:
     def load_state_dict(self, state: dict) -> None:
         if state:
             raise ValueError(f"{type(self).__name__} keeps no state, but the checkpoint holds {sorted(state)}")
+
+
+def mixed_groups(rewards: Tensor) -> Tensor:
+    """Groups whose (shaped) rewards are not all equal, [b] bool from rewards [b, K]: GRPO's advantage is not 0."""
+    return rewards.amax(dim=-1) > rewards.amin(dim=-1)
 
 
 def top_k_first_wins(scores: Tensor, k: int) -> Tensor:

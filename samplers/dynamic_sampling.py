@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from samplers.base import Sampler
+from samplers.base import Sampler, mixed_groups
 from samplers.posterior import BetaPosterior
 from samplers.registry import register_sampler
 
@@ -37,4 +37,4 @@ class DynamicSamplingSampler(Sampler):
 
     def informative(self, rewards: Tensor) -> Tensor:
         """Groups whose (shaped) rewards are not all equal, [b] bool from rewards [b, K]; the paper's variance test."""
-        return rewards.amax(dim=-1) > rewards.amin(dim=-1)
+        return mixed_groups(rewards)

@@ -198,10 +198,12 @@ def test_a_yaml_syntax_error_names_the_file_and_line(monkeypatch, capsys, tmp_pa
         ("--data.task.init_args.train_size=-1", "data.task.init_args.train_size=-1"),
         ("--data.task.init_args.max_target=0", "data.task.init_args.max_target=0"),
         ("--model.rollout.temperature=-1", "model.rollout.temperature=-1"),
+        ("--data.screening=8", "data.screening=8 must be smaller than data.group_size=8"),
+        ("--data.sampler=speed_rl --model.grpo.group_size=4", "data.screening=4 (the default of SpeedRLSampler)"),
     ],
 )
 def test_each_range_error_names_the_option(monkeypatch, capsys, arg, option):
-    assert _cli_error(monkeypatch, capsys, arg).startswith(f"error: {option}")
+    assert _cli_error(monkeypatch, capsys, *arg.split()).startswith(f"error: {option}")
 
 
 def test_a_sampler_range_error_names_the_option(monkeypatch, capsys):

@@ -75,14 +75,18 @@ def test_fit_trains_the_adapter_and_writes_tensorboard(tiny_fit_args, tmp_path):
     assert posterior.evidence.sum().item() == 64 * 2 + 3 * 8 * 4
 
 
-@pytest.mark.parametrize("sampler", ["insight", "mopps", "greso"])
+SCREENED = {"speed_rl": ["--data.screening=2"]}  # the tiny runs' groups of K = 4: screen with 2, complete with 2
+
+
+@pytest.mark.parametrize("sampler", ["insight", "mopps", "greso", "speed_rl"])
 def test_resume_restores_weights_optimizer_and_selection_exactly(tiny_fit_args, tmp_path, sampler):
     full_dir, resumed_dir = tmp_path / "full", tmp_path / "resumed"
-    main(tiny_fit_args(4, *probe_args(full_dir), *SIGNAL, f"--data.sampler={sampler}"))
+    sampler_args = [f"--data.sampler={sampler}", *SCREENED.get(sampler, [])]
+    main(tiny_fit_args(4, *probe_args(full_dir), *SIGNAL, *sampler_args))
     checkpoint = tmp_path / "ckpt" / "epoch=0-step=2.ckpt"
     assert checkpoint.is_file()
     resume = ["--ckpt_path", str(checkpoint)]
-    main(tiny_fit_args(4, *probe_args(resumed_dir), *SIGNAL, f"--data.sampler={sampler}", *resume))
+    main(tiny_fit_args(4, *probe_args(resumed_dir), *SIGNAL, *sampler_args, *resume))
     full, resumed = torch.load(full_dir / "rank0.pt"), torch.load(resumed_dir / "rank0.pt")
     assert resumed["global_step"] == full["global_step"] == 4
     assert resumed["selections"] == full["selections"][2:]
@@ -182,7 +186,7 @@ def test_unsupported_fsdp2_settings_fail_with_one_line(tiny_fit_args, override, 
 @pytest.mark.parametrize(
     "sampler",
     ["uniform", "insight", "mopps", "expected_difficulty", "inverse_evidence", "dynamic_sampling", "informative_group"]
-    + ["greso"],
+    + ["greso", "speed_rl"],
 )
 def test_every_sampler_trains_through_the_cli(tiny_fit_args, tmp_path, sampler):
     cli = main(
@@ -190,20 +194,23 @@ def test_every_sampler_trains_through_the_cli(tiny_fit_args, tmp_path, sampler):
             2,
             *probe_args(tmp_path / "probe"),
             f"--data.sampler={sampler}",
+            *SCREENED.get(sampler, []),
             "--trainer.num_sanity_val_steps=0",
             "--model.validation.at_end=false",
         )
     )
     assert cli.trainer.global_step == 2 and cli.datamodule.sampler.name == sampler
     probe = torch.load(tmp_path / "probe" / "rank0.pt")
-    rolled_out = (probe["alpha"] + probe["beta"] - 2).sum().item() / 4  # K = 4 trials per rolled-out prompt
+    trials = (probe["alpha"] + probe["beta"] - 2).sum().item()
     tags = set(events(tmp_path / "runs").Tags()["scalars"])
-    if sampler == "dynamic_sampling":
+    if sampler in ("dynamic_sampling", "speed_rl"):
         assert {"selection/extra_rollouts", "selection/extra_rounds"} <= tags
-        extra = sum(e.value for e in events(tmp_path / "runs").Scalars("selection/extra_rollouts")) / 4
-        assert rolled_out == 2 * 8 + extra  # the beliefs saw every group, the extra rounds' too
+        extra = sum(e.value for e in events(tmp_path / "runs").Scalars("selection/extra_rollouts"))
+        # the beliefs saw every rollout generated: 2 steps x 8 groups x K = 4 trained on, plus the discarded ones
+        assert trials == 2 * 8 * 4 + extra
+        assert events(tmp_path / "runs").Scalars("train/rollouts_total")[-1].value == trials
     else:
-        assert rolled_out == 2 * 8 and [len(s) for s in probe["selections"]] == [8, 8]
+        assert trials == 2 * 8 * 4 and [len(s) for s in probe["selections"]] == [8, 8]
 
 
 def test_validate_and_test_subcommands_score_a_checkpoint(tiny_fit_args, tmp_path):

@@ -10,7 +10,7 @@ import pytest
 from conftest import ROOT, subprocess_env
 
 from insight_lightning.race.cpu_signature import describe
-from insight_lightning.race.plan import RaceSettings, RunSpec, all_runs
+from insight_lightning.race.plan import RaceSettings, RunSpec, all_runs, parse_variant, sampler_args
 from insight_lightning.race.report import markdown, summarise
 from insight_lightning.race.statistics import area_under_curve, mean_curve, mean_interval, speed_up
 
@@ -70,7 +70,21 @@ def test_summary_puts_the_baseline_first_and_reports_cost():
 def test_regimes_size_the_pool_from_steps_and_batch():
     settings = RaceSettings(steps=100, prompts_per_step=256)
     assert settings.pool_size("main") == round(100 * 256 / 13) and settings.pool_size("large") == 25600
-    assert len(all_runs(settings)) == 2 * 5 * 7 and RunSpec("main", "insight", 3).name == "main__insight__seed3"
+    assert len(all_runs(settings)) == 2 * 5 * 8 and RunSpec("main", "insight", 3).name == "main__insight__seed3"
+
+
+def test_variants_give_sampler_options_and_the_data_options_refresh_and_screening():
+    assert sampler_args("speed_rl") == ["--data.sampler=speed_rl"]
+    assert sampler_args("insight:refresh=epoch") == ["--data.sampler=insight", "--data.refresh=epoch"]
+    assert sampler_args("insight:eta=2,screening=4") == [
+        "--data.sampler=InSightSampler",
+        "--data.sampler.eta=2",
+        "--data.screening=4",
+    ]
+    with pytest.raises(ValueError, match="screening=x in 'speed_rl:screening=x' is not a whole number"):
+        parse_variant("speed_rl:screening=x")
+    with pytest.raises(ValueError, match="'rounds' in 'speed_rl:rounds=2' is not an option of speed_rl"):
+        parse_variant("speed_rl:rounds=2")
 
 
 TOY_RACE = [

@@ -21,12 +21,15 @@ ALL_SAMPLERS = (
     "inverse_evidence",
     "dynamic_sampling",
     "greso",
+    "speed_rl",
 )
 INSIGHT_ABLATIONS = ("insight:score=mi", "insight:score=w", "insight:belief=sample", "insight:refresh=epoch")
 """The paper's ablations of InSight (information only, difficulty weight only, a Thompson draw for w) and the
 per-pass ranking mode, as race variants."""
 VISITS_PER_PROMPT = 13  # the paper's Countdown run: 100 steps x 256 prompts from a pool of 2,000
 REGIMES = ("main", "large", *MIXES)
+DATA_OPTIONS = ("refresh", "screening")
+"""Variant options that are the data module's, not the sampler's."""
 
 
 @dataclass
@@ -107,12 +110,13 @@ class RunSpec:
 def parse_variant(spec: str) -> tuple[str, dict[str, str]]:
     """'insight:score=mi,belief=sample' -> ('insight', {'score': 'mi', 'belief': 'sample'}), checked.
 
-    The options are the sampler class's constructor arguments, plus `refresh` (step or epoch: data.refresh).
+    The options are the sampler class's constructor arguments, plus the data options `refresh` (step or epoch) and
+    `screening` (N_init, e.g. 'insight:screening=4' screens InSight's picks as SPEED-RL does).
     """
     name, _, options = spec.partition(":")
     if name not in SAMPLERS:
         raise ValueError(f"unknown sampler '{name}' in '{spec}'; registered: {', '.join(sorted(SAMPLERS))}")
-    allowed = set(inspect.signature(SAMPLERS[name]).parameters) | {"refresh"}
+    allowed = set(inspect.signature(SAMPLERS[name]).parameters) | set(DATA_OPTIONS)
     parsed: dict[str, str] = {}
     for item in filter(None, options.split(",")):
         key, equals, value = item.partition("=")
@@ -122,6 +126,8 @@ def parse_variant(spec: str) -> tuple[str, dict[str, str]]:
             raise ValueError(f"'{key}' in '{spec}' is not an option of {name}: {', '.join(sorted(allowed))}")
         if key == "refresh" and value not in REFRESH_MODES:
             raise ValueError(f"refresh={value} in '{spec}' is not one of {', '.join(REFRESH_MODES)}")
+        if key == "screening" and not value.isdigit():
+            raise ValueError(f"screening={value} in '{spec}' is not a whole number of rollouts")
         parsed[key] = value
     return name, parsed
 
@@ -134,12 +140,12 @@ def variant_slug(spec: str) -> str:
 def sampler_args(spec: str) -> list[str]:
     """CLI arguments that select a sampler variant (the class is named when options are set, as the CLI asks)."""
     name, options = parse_variant(spec)
-    refresh = options.pop("refresh", None)
+    data = [f"--data.{key}={options.pop(key)}" for key in DATA_OPTIONS if key in options]
     if options:
         args = [f"--data.sampler={SAMPLERS[name].__name__}", *(f"--data.sampler.{k}={v}" for k, v in options.items())]
     else:
         args = [f"--data.sampler={name}"]
-    return args + ([f"--data.refresh={refresh}"] if refresh else [])
+    return args + data
 
 
 def all_runs(settings: RaceSettings) -> list[RunSpec]:

@@ -22,8 +22,9 @@ class GroupScores:
         return GroupScores(self.rewards[groups], self.correct[groups])
 
     @staticmethod
-    def cat(parts: list[GroupScores]) -> GroupScores:
-        return GroupScores(torch.cat([p.rewards for p in parts]), torch.cat([p.correct for p in parts]))
+    def cat(parts: list[GroupScores], dim: int = 0) -> GroupScores:
+        """More groups (dim 0), or more completions of the same groups (dim 1)."""
+        return GroupScores(torch.cat([p.rewards for p in parts], dim), torch.cat([p.correct for p in parts], dim))
 
 
 def score_completions(task: Task, completions: list[str], examples: list[dict], k: int) -> GroupScores:
@@ -40,15 +41,14 @@ def score_completions(task: Task, completions: list[str], examples: list[dict], 
 
 @dataclass
 class TimedScoring:
-    """``score(completions, examples)``: score_completions with the task's verifier, its wall-clock time summed."""
+    """``score(completions, examples, k)``: score_completions with the task's verifier, its wall-clock time summed."""
 
     task: Task
-    group_size: int
     seconds: float = 0.0
 
-    def __call__(self, completions: list[str], examples: list[dict]) -> GroupScores:
+    def __call__(self, completions: list[str], examples: list[dict], k: int) -> GroupScores:
         started = time.perf_counter()
         try:
-            return score_completions(self.task, completions, examples, self.group_size)
+            return score_completions(self.task, completions, examples, k)
         finally:
             self.seconds += time.perf_counter() - started

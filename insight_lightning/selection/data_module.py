@@ -12,7 +12,7 @@ import lightning as L
 from torch import Tensor
 
 from insight_lightning.selection.callback import SelectionCallback
-from samplers import PromptSelector, Refresh, Sampler, SelectionRecord, build_sampler
+from samplers import PromptSelector, Refresh, Sampler, SelectionRecord, build_sampler, mixed_groups
 from tasks import Task, build_task
 
 
@@ -25,21 +25,25 @@ class PromptBatch:
     selection: SelectionRecord
     """The selection (all ranks' prompts, the same on every rank) and what the beliefs said about it."""
     refill: Refill | None = None
-    """For samplers that look at rollouts before committing (dynamic sampling): how to roll out more."""
+    """For steps that look at rollouts before committing (dynamic sampling, screening): how to roll out more."""
 
 
 @dataclass
 class Refill:
-    """Lets a step roll out further selections until enough of its groups are informative (DAPO's dynamic sampling).
+    """Lets a step roll out further selections until enough of its groups are informative (DAPO's dynamic sampling),
+    or screen each prompt with a few rollouts and complete only the informative ones (SPEED-RL).
 
     The step calls `draw` at most `max_rounds` times; every rank calls it alike, so selections stay identical.
     """
 
     max_rounds: int
     informative: Callable[[Tensor], Tensor]
-    """rewards [b, K] -> [b] bool: the groups worth training on."""
+    """rewards [b, n] -> [b] bool: the groups worth training on."""
     draw: Callable[[], PromptBatch]
     """The next selection's shard of this rank."""
+    screening: int = 0
+    """Rollouts per prompt in a round (N_init); the chosen groups are then completed to the group size (0: a round
+    rolls out whole groups)."""
 
 
 class SelectedBatches:
@@ -57,6 +61,8 @@ class SelectedBatches:
         rank: int,
         world_size: int,
         length: int,
+        screening: int = 0,
+        screening_rounds: int = 0,
     ) -> None:
         self.examples = examples
         self.select = select
@@ -64,13 +70,17 @@ class SelectedBatches:
         self.rank = rank
         self.world_size = world_size
         self.length = length
+        self.screening = screening
+        self.screening_rounds = screening_rounds
 
     def __len__(self) -> int:
         return self.length
 
     def __iter__(self) -> Iterator[PromptBatch]:
         refill = None
-        if self.sampler.max_extra_rounds > 0:
+        if self.screening:
+            refill = Refill(self.screening_rounds, mixed_groups, self.draw, self.screening)
+        elif self.sampler.max_extra_rounds > 0:
             refill = Refill(self.sampler.max_extra_rounds, self.sampler.informative, self.draw)
         for _ in range(self.length):
             batch = self.draw()
@@ -138,6 +148,11 @@ class PromptDataModule(L.LightningDataModule):
         seed: seed of the selection stream and of the sampler's randomness.
         refresh: step: the sampler scores fresh candidates every step (the paper's Algorithm 1); epoch: it ranks the
             whole pool once per pass and the pass follows that order (beliefs still update every step).
+        screening: SPEED-RL's screened rollouts, for any sampler: roll each selected prompt out this many times
+            first (N_init) and complete only those with mixed rewards to group_size; null: the sampler's default
+            (speed_rl: 4; others: 0, off).
+        screening_rounds: with screening, most extra rounds of freshly selected prompts per step to find enough
+            mixed ones (then the step also completes unmixed ones, whose advantage is 0).
         val_splits: splits scored in validation (null: the task's eval_splits, e.g. test; or math's named sets).
         val_batch_size: problems per validation batch on each rank.
         val_limit: evaluate only the first N problems of each validation split (null: all).
@@ -151,6 +166,8 @@ class PromptDataModule(L.LightningDataModule):
         group_size: int = 8,
         seed: int = 0,
         refresh: Refresh = "step",
+        screening: int | None = None,
+        screening_rounds: int = 10,
         val_splits: list[str] | None = None,
         val_batch_size: int = 64,
         val_limit: int | None = None,
@@ -166,6 +183,10 @@ class PromptDataModule(L.LightningDataModule):
             raise ValueError(f"data.group_size={group_size} (linked from model.grpo.group_size) must be positive")
         self.prompts_per_step = prompts_per_step
         self.group_size = group_size
+        self.screening = _checked_screening(screening, self.sampler, group_size)
+        if screening_rounds < 0:
+            raise ValueError(f"data.screening_rounds={screening_rounds} must be >= 0")
+        self.screening_rounds = screening_rounds
         self.seed = seed
         self.refresh = refresh
         self.val_splits = list(val_splits) if val_splits else list(getattr(self.task, "eval_splits", ("test",)))
@@ -212,7 +233,16 @@ class PromptDataModule(L.LightningDataModule):
     def train_dataloader(self) -> SelectedBatches:
         owner = SelectionCallback.of(self.trainer)
         steps_per_pass = math.ceil(len(self.train_examples) / self.prompts_per_step)
-        return SelectedBatches(self.train_examples, owner.select, self.sampler, self._rank, self._world, steps_per_pass)
+        return SelectedBatches(
+            self.train_examples,
+            owner.select,
+            self.sampler,
+            self._rank,
+            self._world,
+            steps_per_pass,
+            self.screening,
+            self.screening_rounds,
+        )
 
     def val_dataloader(self) -> list[ShardedBatches]:
         """One loader per validation split, in the order of val_splits."""
@@ -228,3 +258,19 @@ class PromptDataModule(L.LightningDataModule):
     @property
     def _world(self) -> int:
         return self.trainer.world_size if self.trainer is not None else 1
+
+
+def _checked_screening(screening: int | None, sampler: Sampler, group_size: int) -> int:
+    """data.screening, or the sampler's default when unset; refused unless 0 (off) or 0 < N_init < group_size."""
+    given = f"data.screening={screening}" if screening is not None else f"data.screening={sampler.screening} (the "
+    if screening is None:
+        screening = sampler.screening
+        given += f"default of {type(sampler).__name__})"
+    if screening < 0:
+        raise ValueError(f"{given} must be >= 0 (0: no screening)")
+    if screening >= group_size:
+        raise ValueError(
+            f"{given} must be smaller than data.group_size={group_size}: screened prompts are completed to the group "
+            "size; lower data.screening or raise model.grpo.group_size"
+        )
+    return screening
