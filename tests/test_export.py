@@ -58,9 +58,13 @@ def assert_export_generates_like_the_policy(module, out: Path, prompts: list, ma
     trained = module.policy.model.eval()
     expected = greedy_ids(trained, ids, mask, max_new_tokens)
     assert greedy_ids(exported, batch["input_ids"], batch["attention_mask"], max_new_tokens) == expected
-    with torch.no_grad():  # merged vs unmerged LoRA: float rounding only
+    with torch.no_grad():
         got, want = (m(input_ids=ids, attention_mask=mask).logits for m in (exported, trained))
-    torch.testing.assert_close(got, want, atol=1e-3, rtol=1e-4)
+        with trained.disable_adapter():
+            base = trained(input_ids=ids, attention_mask=mask).logits
+    # merged vs unmerged LoRA: float rounding only, at the scale of the logits and far below the adapter's own effect
+    rounding, effect, scale = (got - want).abs().max(), (want - base).abs().max(), want.abs().max()
+    assert rounding <= 1e-4 * scale and rounding < 0.01 * effect, (rounding, effect, scale)
 
 
 def assert_adapter_trained(module) -> None:
