@@ -89,9 +89,14 @@ class GRESOSampler(Sampler):
     def update(self, ids: Tensor, successes: Tensor, trials: Tensor, posterior: BetaPosterior) -> None:
         posterior.update(ids, successes, trials)
         ids, successes, trials = ids.cpu(), successes.cpu(), trials.cpu()
-        all_correct, all_wrong = successes == trials, successes == 0  # [b]
-        self.easy_run[ids] = torch.where(all_correct, self.easy_run[ids] + 1, 0)
-        self.hard_run[ids] = torch.where(all_wrong, self.hard_run[ids] + 1, 0)
+        all_correct, all_wrong = successes == trials, successes == 0  # [G]
+        if ids.unique().numel() == ids.numel():
+            self.easy_run[ids] = torch.where(all_correct, self.easy_run[ids] + 1, 0)
+            self.hard_run[ids] = torch.where(all_wrong, self.hard_run[ids] + 1, 0)
+        else:  # a prompt rolled out twice in one step (extra rounds past the end of a pass): its groups in order
+            for i, easy, hard in zip(ids.tolist(), all_correct.tolist(), all_wrong.tolist()):
+                self.easy_run[i] = self.easy_run[i] + 1 if easy else 0
+                self.hard_run[i] = self.hard_run[i] + 1 if hard else 0
         if ids.numel() == 0:
             return
         target = self.target_zero_variance

@@ -90,6 +90,16 @@ def test_greso_skips_prompts_it_keeps_solving_and_keeps_mixed_ones():
     assert sum(p == [2, 3] for p in picks) >= 190  # kept with probability max(0.5^10, 0.01) each: about 98%
 
 
+def test_greso_folds_the_groups_of_a_prompt_rolled_out_twice_in_one_step_in_order():
+    sampler = GRESOSampler()
+    sampler.setup(6, 2, 4)
+    sampler.easy_run[5] = 3
+    ids, trials = torch.tensor([3, 3, 4, 4, 5, 5]), torch.full((6,), 4)
+    # prompt 3 all correct twice; prompt 4 all wrong, then mixed; prompt 5 mixed, then all correct
+    sampler.update(ids, torch.tensor([4, 4, 0, 2, 1, 4]), trials, BetaPosterior(6))
+    assert sampler.easy_run.tolist() == [0, 0, 0, 2, 0, 1] and sampler.hard_run.tolist() == [0] * 6
+
+
 def test_greso_refuses_settings_out_of_range_and_a_corrupt_state():
     with pytest.raises(ValueError, match="p_start=0.99 must lie in p_range"):
         GRESOSampler(p_start=0.99)
