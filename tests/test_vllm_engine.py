@@ -286,24 +286,28 @@ def test_a_race_runs_every_sampler_through_the_colocated_engine(tmp_path):
     from conftest import ROOT, subprocess_env
 
     args = ["--out", str(tmp_path), "--ledger-root", str(tmp_path / "ledger"), "--name", "vllm"]
-    args += ["--jobs", "1", "--samplers", "uniform", "insight", "--seeds", "1", "--steps", "2"]
+    # speed_rl screens with 2 and completes with 2 more: two engine calls per group, behaviour log-probs merged
+    args += ["--jobs", "1", "--samplers", "uniform", "insight", "speed_rl:screening=2", "--seeds", "1", "--steps", "2"]
     args += ["--prompts-per-step", "4", "--group-size", "4", "--eval-every", "2", "--eval-problems", "8"]
     args += ["--eval-samples", "1", "--warm-start-steps", "30", "--max-new-tokens", "16", "--regimes", "main"]
     args += ["--", "--model.rollout.engine=vllm", f"--model.rollout.vllm.kv_cache_gib={KV_CACHE_GIB}"]
     command = [sys.executable, "-m", "insight_lightning.race", *args]
     result = subprocess.run(command, cwd=ROOT, env=subprocess_env(), capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
-    for sampler in ("uniform", "insight"):
-        record = json.loads((tmp_path / "ledger" / "vllm" / "runs" / f"main__{sampler}__seed0.json").read_text())
-        assert [step for step, _ in record["accuracy"]] == [0, 2] and record["rollouts"] == 2 * 4 * 4
-    runs = list((tmp_path / "runs").glob("main__*/version_0/events.*"))
-    assert len(runs) == 2
-    for run in runs:  # each run rolled out through vLLM: the weight sync and the correction were logged
-        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+    trained = 2 * 4 * 4  # 2 steps x 4 groups x K = 4
+    for sampler in ("uniform", "insight", "speed_rl-screening-2"):
+        record = json.loads((tmp_path / "ledger" / "vllm" / "runs" / f"main__{sampler}__seed0.json").read_text())
+        assert [step for step, _ in record["accuracy"]] == [0, 2]
+        (run,) = (tmp_path / "runs" / f"main__{sampler}__seed0").glob("version_0/events.*")
         events = EventAccumulator(str(run.parent))
         events.Reload()
+        # each run rolled out through vLLM: the weight sync and the correction were logged
         assert {"time/weight_sync_s", "rollout/is_ratio"} <= set(events.Tags()["scalars"])
+        # screening's discarded rollouts are counted in the ledger's rollouts
+        discarded = sum(e.value for e in events.Scalars("selection/extra_rollouts")) if "speed" in sampler else 0
+        assert record["rollouts"] == trained + discarded
 
 
 def server_errors(log_file: str) -> str:
