@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import torch
-from torch import Tensor
-
-from samplers.base import Sampler
-from samplers.posterior import BetaPosterior
 from samplers.registry import register_sampler
+from samplers.uniform import UniformSampler
 
 
 @register_sampler("speed_rl")
-class SpeedRLSampler(Sampler):
+class SpeedRLSampler(UniformSampler):
     """Uniform prompts with screened rollouts: each is rolled out `screening` (N_init) times first; a prompt with some
     but not all rewards equal ("qualified") gets group_size - N_init (N_cont) more, under the same policy, and trains
     with all of them in one group. Unqualified prompts are dropped and fresh ones screened, up to
@@ -28,9 +24,3 @@ class SpeedRLSampler(Sampler):
     """
 
     screening = 4  # SPEED-RL's n (N_init); with the group size 16 its N_cont = 12
-
-    def __init__(self, prior: tuple[float, float] = (1.0, 1.0), forgetting: float = 1.0) -> None:
-        super().__init__(candidate_multiplier=1, prior=prior, forgetting=forgetting)
-
-    def select(self, candidate_ids: Tensor, posterior: BetaPosterior, k: int, generator: torch.Generator) -> Tensor:
-        return candidate_ids[:k]

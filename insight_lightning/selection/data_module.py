@@ -262,10 +262,9 @@ class PromptDataModule(L.LightningDataModule):
 
 def _checked_screening(screening: int | None, sampler: Sampler, group_size: int) -> int:
     """data.screening, or the sampler's default when unset; refused unless 0 (off) or 0 < N_init < group_size."""
-    given = f"data.screening={screening}" if screening is not None else f"data.screening={sampler.screening} (the "
-    if screening is None:
-        screening = sampler.screening
-        given += f"default of {type(sampler).__name__})"
+    default = screening is None
+    screening = sampler.screening if default else screening
+    given = f"data.screening={screening}" + (f" (the default of {type(sampler).__name__})" if default else "")
     if screening < 0:
         raise ValueError(f"{given} must be >= 0 (0: no screening)")
     if screening >= group_size:
