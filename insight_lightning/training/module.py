@@ -12,6 +12,7 @@ import lightning as L
 import torch
 
 from insight_lightning.checkpoints.persisted import load_training_state, persisted_keys, save_training_state
+from insight_lightning.checkpoints.preemption import PreemptionCheckpoint
 from insight_lightning.policy.divergence import check_finite_weights
 from insight_lightning.policy.loading import PolicyConfig
 from insight_lightning.rollout.config import RolloutConfig
@@ -132,8 +133,10 @@ class GRPOModule(L.LightningModule):
             self.policy.shard(self._device_mesh["data_parallel"])
 
     def configure_callbacks(self) -> list[L.Callback]:
-        present = self._trainer is not None and any(isinstance(c, SelectionCallback) for c in self.trainer.callbacks)
-        return [] if present else [SelectionCallback()]
+        """Prompt selection and preemption checkpoints, each with its defaults unless trainer.callbacks lists it."""
+        present = self.trainer.callbacks if self._trainer is not None else []
+        needed = (SelectionCallback, PreemptionCheckpoint)
+        return [kind() for kind in needed if not any(isinstance(c, kind) for c in present)]
 
     def configure_optimizers(self):
         total = self.trainer.max_steps if self._trainer is not None and self.trainer.max_steps > 0 else None
