@@ -61,3 +61,15 @@ class SendSignal(L.Callback):
     def on_save_checkpoint(self, trainer, pl_module, checkpoint) -> None:
         if self.moment == "save" and self.sent == 1:
             self.send(trainer)
+
+
+def sender_args(moment: str, step: int, signal_name: str = "SIGTERM", seed: int = 0, rank: int = 0) -> list[str]:
+    """CLI options that append a SendSignal callback."""
+    return [
+        "--trainer.callbacks+=signal_sender.SendSignal",
+        f"--trainer.callbacks.init_args.moment={moment}",
+        f"--trainer.callbacks.init_args.step={step}",
+        f"--trainer.callbacks.init_args.signal_name={signal_name}",
+        f"--trainer.callbacks.init_args.seed={seed}",
+        f"--trainer.callbacks.init_args.rank={rank}",
+    ]

@@ -7,6 +7,7 @@ import signal
 
 import pytest
 import torch
+from signal_sender import sender_args
 from test_cli_fit import SIGNAL, probe_args
 
 from insight_lightning.checkpoints.io import check_readable
@@ -14,16 +15,6 @@ from insight_lightning.cli.app import main
 
 STEPS = 4
 SAVED = re.compile(r"(SIGTERM|SIGUSR1) received: checkpoint after step (\d+) saved to (\S+); stopping\.")
-
-
-def sender_args(moment: str, step: int, signal_name: str = "SIGTERM", seed: int = 0) -> list[str]:
-    return [
-        "--trainer.callbacks+=signal_sender.SendSignal",
-        f"--trainer.callbacks.init_args.moment={moment}",
-        f"--trainer.callbacks.init_args.step={step}",
-        f"--trainer.callbacks.init_args.signal_name={signal_name}",
-        f"--trainer.callbacks.init_args.seed={seed}",
-    ]
 
 
 def assert_same_end(resumed: dict, full: dict, saved_step: int) -> None:
