@@ -1,6 +1,7 @@
 """Preemption: SIGTERM and SIGUSR1 at any moment of a fit leave a step-boundary checkpoint, the signal's exit code,
 and a `--ckpt_path last` continue that ends with the uninterrupted run's weights and beliefs, bit for bit."""
 
+import os
 import random
 import re
 import signal
@@ -30,7 +31,7 @@ def test_a_signal_at_any_moment_checkpoints_the_step_and_the_continue_is_exact(t
     seed = random.randrange(2**16)  # where in step 1 the rollout signal lands; the outcome must not depend on it
     cases = [  # moment, step, signal, step of the checkpoint, exit code
         ("rollout", 1, "SIGTERM", 1, 143),
-        ("update", 3, "SIGUSR1", 3, 138),
+        ("update", 3, "SIGUSR1", 3, 138),  # checkpoints in the logger's version folders, as the shipped configs do
         ("validation", 2, "SIGTERM", 3, 143),  # the validation after step 2: acted on when step 3 ends
         ("save", 1, "SIGTERM", 1, 143),  # a second SIGTERM arrives while the checkpoint is being written
     ]
@@ -39,16 +40,72 @@ def test_a_signal_at_any_moment_checkpoints_the_step_and_the_continue_is_exact(t
     for moment, step, signal_name, saved_step, code in cases:
         case = f"{moment}-{signal_name} (seed {seed})"
         folder = tmp_path / moment
-        in_folder = [f"--trainer.callbacks.init_args.dirpath={folder / 'ckpt'}"]  # before callbacks are appended
+        # set before the callbacks below are appended (init_args apply to the last one listed)
+        if moment == "update":
+            where = [
+                f"--trainer.logger.init_args.save_dir={folder / 'runs'}",
+                "--trainer.callbacks.init_args.dirpath=null",
+            ]
+            saved = folder / "runs" / "countdown" / "version_0" / "checkpoints" / "last.ckpt"
+        else:
+            where, saved = [f"--trainer.callbacks.init_args.dirpath={folder / 'ckpt'}"], folder / "ckpt" / "last.ckpt"
         capsys.readouterr()
         with pytest.raises(SystemExit) as stopped:
-            main(tiny_fit_args(STEPS, *in_folder, *SIGNAL, *sender_args(moment, step, signal_name, seed)))
+            main(tiny_fit_args(STEPS, *where, *SIGNAL, *sender_args(moment, step, signal_name, seed)))
         assert stopped.value.code == code, case
-        said = SAVED.findall(capsys.readouterr().err)
-        assert said == [(signal_name, str(saved_step), str(folder / "ckpt" / "last.ckpt"))], case
+        assert SAVED.findall(capsys.readouterr().err) == [(signal_name, str(saved_step), str(saved))], case
         assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handlers are given back
-        check_readable(folder / "ckpt" / "last.ckpt")  # whole, also when a second signal came during the save
-        assert torch.load(folder / "ckpt" / "last.ckpt", weights_only=False)["global_step"] == saved_step, case
+        check_readable(saved)  # whole, also when a second signal came during the save
+        assert torch.load(saved, weights_only=False)["global_step"] == saved_step, case
 
-        main(tiny_fit_args(STEPS, *in_folder, *probe_args(folder / "probe"), *SIGNAL, "--ckpt_path", "last"))
+        main(tiny_fit_args(STEPS, *where, *probe_args(folder / "probe"), *SIGNAL, "--ckpt_path", "last"))
         assert_same_end(torch.load(folder / "probe" / "rank0.pt"), full, saved_step)
+    # `last` found the version folder's checkpoint, and the continue logged into that folder, not a new one
+    assert [p.name for p in (tmp_path / "update" / "runs" / "countdown").iterdir()] == ["version_0"]
+
+
+SLURM_JOB = {  # what srun sets for one task of job 4242 on one node
+    "SLURM_JOB_ID": "4242",
+    "SLURM_JOB_NAME": "preemption-test",
+    "SLURM_NTASKS": "1",
+    "SLURM_NTASKS_PER_NODE": "1",
+    "SLURM_NNODES": "1",
+    "SLURM_NODELIST": "127.0.0.1",
+    "SLURM_PROCID": "0",
+    "SLURM_LOCALID": "0",
+    "SLURM_NODEID": "0",
+    "MASTER_ADDR": "127.0.0.1",
+    "MASTER_PORT": "29531",
+}
+
+
+def test_under_slurm_the_requeue_signal_saves_requeues_and_the_requeued_job_continues_exactly(
+    tiny_fit_args, tmp_path, capsys, monkeypatch
+):
+    main(tiny_fit_args(STEPS, *probe_args(tmp_path / "full"), *SIGNAL))
+    full = torch.load(tmp_path / "full" / "rank0.pt")
+
+    bin_dir, job_dir = tmp_path / "bin", tmp_path / "job"
+    bin_dir.mkdir()
+    scontrol = bin_dir / "scontrol"  # a stand-in that records how it was called
+    scontrol.write_text(f'#!/bin/sh\necho "$@" >> {tmp_path / "scontrol.log"}\n')
+    scontrol.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    for name, value in SLURM_JOB.items():
+        monkeypatch.setenv(name, value)
+    in_job = [f"--trainer.default_root_dir={job_dir}", f"--trainer.callbacks.init_args.dirpath={job_dir / 'ckpt'}"]
+
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as stopped:
+        main(tiny_fit_args(STEPS, *in_job, *SIGNAL, *sender_args("update", 3, "SIGUSR1")))
+    assert stopped.value.code == 138
+    assert (tmp_path / "scontrol.log").read_text().split() == ["requeue", "4242"]
+    hpc = job_dir / "hpc_ckpt_1.ckpt"
+    said = f"SIGUSR1 received: checkpoint after step 3 saved to {job_dir / 'ckpt' / 'last.ckpt'} and {hpc}"
+    assert f"{said}; requeued the SLURM job." in capsys.readouterr().err
+    for path in (hpc, job_dir / "ckpt" / "last.ckpt"):
+        assert torch.load(path, weights_only=False)["global_step"] == 3
+
+    # the requeued job runs the same command: Lightning resumes from the hpc checkpoint by itself
+    main(tiny_fit_args(STEPS, *in_job, *probe_args(tmp_path / "requeued"), *SIGNAL))
+    assert_same_end(torch.load(tmp_path / "requeued" / "rank0.pt"), full, saved_step=3)

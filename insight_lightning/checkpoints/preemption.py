@@ -31,8 +31,8 @@ class Preempted(SystemExit):
 class PreemptionCheckpoint(L.Callback):
     """Makes SIGTERM and the requeue signal (SIGUSR1, or the SLURM environment's) stop a fit without losing a step.
 
-    The signal handler only records the signal. At the end of the step in progress (after its update and the beliefs'
-    update) every rank learns whether any rank was signalled, so all act at the same step: they write the
+    The signal handler only records the signal. At the end of the step in progress (`step_ended`, after its update and
+    the beliefs' update) every rank learns whether any rank was signalled, so all act at the same step: they write the
     checkpoint (`last.ckpt` in the ModelCheckpoint folder, the file `--ckpt_path last` resumes; under SLURM with
     auto-requeue also Lightning's `hpc_ckpt_N.ckpt`, which a requeued job resumes by itself), log its path, request a
     requeue under SLURM (requeue signal, auto-requeue on), and exit with 128 + the signal number.
@@ -47,13 +47,6 @@ class PreemptionCheckpoint(L.Callback):
         self._installed: dict[int, object] = {}
 
     # ------------------------------------------------------------------------------------------- handlers
-    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        # Last among the callbacks, so that the step's every other on_train_batch_end (the beliefs' update among
-        # them) has run when the checkpoint is written.
-        if stage == "fit" and trainer.callbacks[-1] is not self:
-            trainer.callbacks.remove(self)
-            trainer.callbacks.append(self)
-
     def on_sanity_check_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._install(trainer)  # Lightning registers its handlers just before the first validation
 
@@ -85,7 +78,14 @@ class PreemptionCheckpoint(L.Callback):
         self._installed = {}
 
     # ------------------------------------------------------------------------------------------- the step boundary
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx) -> None:
+    @staticmethod
+    def of(trainer: L.Trainer) -> PreemptionCheckpoint | None:
+        """The run's preemption callback, if it has one."""
+        return next((c for c in trainer.callbacks if isinstance(c, PreemptionCheckpoint)), None)
+
+    def step_ended(self, trainer: L.Trainer) -> None:
+        """Act on a signal at this step boundary. Called by the LightningModule's on_train_batch_end, which Lightning
+        runs after every callback's (the beliefs' update among them), so the checkpoint holds the whole step."""
         signum = self.agreed_signal(trainer)
         if not signum or trainer.global_step >= trainer.max_steps > 0:
             return  # no signal, or the run is finishing anyway (its end saves as configured)

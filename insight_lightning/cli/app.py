@@ -17,6 +17,7 @@ from lightning.pytorch.cli import LightningCLI
 
 from insight_lightning.checkpoints.io import check_readable, install_checkpoint_io
 from insight_lightning.cli.errors import explain, init_error
+from insight_lightning.cli.last_checkpoint import resolve_last
 from insight_lightning.cli.step_progress import StepProgressBar
 from insight_lightning.policy.loading import PolicyLoadError
 from insight_lightning.rollout.vllm_sync import RolloutEngineError
@@ -104,6 +105,9 @@ class InsightCLI(LightningCLI):
     def parse_arguments(self, parser, args) -> None:
         super().parse_arguments(parser, args)
         self.typed_args = sys.argv[1:] if args is None else args
+        subcommand = self.config.get("subcommand")
+        # fit --ckpt_path last: the newest last.ckpt of the run's version folders, and the logger continues in it
+        self.resolved_last = resolve_last(self.config[subcommand]) if subcommand == "fit" else None
         # Next, Lightning torch.loads the checkpoint to read its saved settings, before any trainer exists: a corrupt
         # one would be a traceback there.
         if self.ckpt_path():
@@ -121,6 +125,8 @@ class InsightCLI(LightningCLI):
         if self.ckpt_path() and isinstance(self.typed_args, list):
             typed = self.parser.parse_args(self.typed_args, defaults=False)  # only what the file and flags set
             self.config = self.parser.merge_config(typed, self.config)
+            if self.resolved_last is not None:  # what was typed is `last`: keep the file it was resolved to
+                resolve_last(self.config[self.config.get("subcommand")])
 
     def instantiate_classes(self) -> None:
         """Lightning's, with a class's refusal of its init arguments named by its option (data.task.init_args...)."""

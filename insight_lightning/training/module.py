@@ -187,6 +187,10 @@ class GRPOModule(L.LightningModule):
         return bool(total > 0)
 
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        # After every callback's hook (Lightning's order): a SIGTERM checkpoint here holds the whole step.
+        preemption = PreemptionCheckpoint.of(self.trainer)
+        if preemption is not None:
+            preemption.step_ended(self.trainer)
         # Reaching max_steps requests a stop, which also runs a last validation (Lightning validates on stop),
         # unless the regular validation interval falls on this step anyway.
         if not self.validation.at_end or not 0 < self.trainer.max_steps <= self.global_step:
