@@ -31,7 +31,7 @@ class Preempted(SystemExit):
 class PreemptionCheckpoint(L.Callback):
     """Makes SIGTERM and the requeue signal (SIGUSR1, or the SLURM environment's) stop a fit without losing a step.
 
-    The signal handler only records the signal. At the end of the step in progress (`step_ended`, after its update and
+    The signal handler only records the signal. At the end of the step in progress (`at_step_end`, after its update and
     the beliefs' update) every rank learns whether any rank was signalled, so all act at the same step: they write the
     checkpoint (`last.ckpt` in the ModelCheckpoint folder, the file `--ckpt_path last` resumes; under SLURM with
     auto-requeue also Lightning's `hpc_ckpt_N.ckpt`, which a requeued job resumes by itself), log its path, request a
@@ -79,13 +79,16 @@ class PreemptionCheckpoint(L.Callback):
 
     # ------------------------------------------------------------------------------------------- the step boundary
     @staticmethod
-    def of(trainer: L.Trainer) -> PreemptionCheckpoint | None:
-        """The run's preemption callback, if it has one."""
-        return next((c for c in trainer.callbacks if isinstance(c, PreemptionCheckpoint)), None)
+    def at_step_end(trainer: L.Trainer) -> None:
+        """Act on a signal at this step boundary, if the run has a PreemptionCheckpoint. Called by the LightningModule's
+        on_train_batch_end, which Lightning runs after every callback's (the beliefs' update among them), so the
+        checkpoint holds the whole step."""
+        for callback in trainer.callbacks:
+            if isinstance(callback, PreemptionCheckpoint):
+                callback.act(trainer)
 
-    def step_ended(self, trainer: L.Trainer) -> None:
-        """Act on a signal at this step boundary. Called by the LightningModule's on_train_batch_end, which Lightning
-        runs after every callback's (the beliefs' update among them), so the checkpoint holds the whole step."""
+    def act(self, trainer: L.Trainer) -> None:
+        """Save, log, requeue and stop if any rank was signalled (a collective: every rank calls it each step)."""
         signum = self.agreed_signal(trainer)
         if not signum or trainer.global_step >= trainer.max_steps > 0:
             return  # no signal, or the run is finishing anyway (its end saves as configured)

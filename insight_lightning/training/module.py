@@ -133,10 +133,9 @@ class GRPOModule(L.LightningModule):
             self.policy.shard(self._device_mesh["data_parallel"])
 
     def configure_callbacks(self) -> list[L.Callback]:
-        """Prompt selection and preemption checkpoints, each with its defaults unless trainer.callbacks lists it."""
         present = self.trainer.callbacks if self._trainer is not None else []
-        needed = (SelectionCallback, PreemptionCheckpoint)
-        return [kind() for kind in needed if not any(isinstance(c, kind) for c in present)]
+        missing = [k for k in (SelectionCallback, PreemptionCheckpoint) if not any(isinstance(c, k) for c in present)]
+        return [kind() for kind in missing]  # with their defaults; list one in trainer.callbacks to set its options
 
     def configure_optimizers(self):
         total = self.trainer.max_steps if self._trainer is not None and self.trainer.max_steps > 0 else None
@@ -187,10 +186,7 @@ class GRPOModule(L.LightningModule):
         return bool(total > 0)
 
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
-        # After every callback's hook (Lightning's order): a SIGTERM checkpoint here holds the whole step.
-        preemption = PreemptionCheckpoint.of(self.trainer)
-        if preemption is not None:
-            preemption.step_ended(self.trainer)
+        PreemptionCheckpoint.at_step_end(self.trainer)  # after every callback's hook: it saves the whole step
         # Reaching max_steps requests a stop, which also runs a last validation (Lightning validates on stop),
         # unless the regular validation interval falls on this step anyway.
         if not self.validation.at_end or not 0 < self.trainer.max_steps <= self.global_step:
