@@ -1,6 +1,7 @@
 """Preemption: SIGTERM and SIGUSR1 at any moment of a fit leave a step-boundary checkpoint, the signal's exit code,
 and a `--ckpt_path last` continue that ends with the uninterrupted run's weights and beliefs, bit for bit."""
 
+import copy
 import os
 import random
 import re
@@ -13,6 +14,7 @@ from test_cli_fit import SIGNAL, probe_args
 
 from insight_lightning.checkpoints.io import check_readable
 from insight_lightning.cli.app import main
+from insight_lightning.cli.last_checkpoint import resolve_last
 
 STEPS = 4
 SAVED = re.compile(r"(SIGTERM|SIGUSR1) received: checkpoint after step (\d+) saved to (\S+); stopping\.")
@@ -109,3 +111,37 @@ def test_under_slurm_the_requeue_signal_saves_requeues_and_the_requeued_job_cont
     # the requeued job runs the same command: Lightning resumes from the hpc checkpoint by itself
     main(tiny_fit_args(STEPS, *in_job, *probe_args(tmp_path / "requeued"), *SIGNAL))
     assert_same_end(torch.load(tmp_path / "requeued" / "rank0.pt"), full, saved_step=3)
+
+
+def fit_config(tmp_path, dirpath=None, version=None, ckpt_path="last") -> dict:
+    checkpoint = {"class_path": "lightning.pytorch.callbacks.ModelCheckpoint", "init_args": {"dirpath": dirpath}}
+    logger = {"class_path": "TensorBoardLogger", "init_args": {"save_dir": str(tmp_path), "name": "countdown"}}
+    logger["init_args"]["version"] = version
+    return {"ckpt_path": ckpt_path, "trainer": {"callbacks": [checkpoint], "logger": logger}}
+
+
+def test_last_is_the_newest_last_checkpoint_of_the_version_folders_and_the_logger_continues_there(tmp_path):
+    for version, name, mtime in [
+        ("version_0", "last.ckpt", 100),
+        ("version_1", "last.ckpt", 300),
+        ("version_2", "epoch=0-step=9.ckpt", 400),
+        ("version_3", "last-v1.ckpt", 200),
+    ]:
+        path = tmp_path / "countdown" / version / "checkpoints" / name
+        path.parent.mkdir(parents=True)
+        path.write_bytes(b"")
+        os.utime(path, (mtime, mtime))
+    config = fit_config(tmp_path)
+    newest = tmp_path / "countdown" / "version_1" / "checkpoints" / "last.ckpt"
+    assert resolve_last(config) == newest
+    assert config["ckpt_path"] == str(newest) and config["trainer"]["logger"]["init_args"]["version"] == "version_1"
+
+    # where Lightning finds `last` by itself, or nothing asks for it, nothing changes
+    for unchanged in (
+        fit_config(tmp_path, dirpath=str(tmp_path / "own")),
+        fit_config(tmp_path, version="version_0"),
+        fit_config(tmp_path, ckpt_path=None),
+        fit_config(tmp_path / "empty"),
+    ):
+        before = copy.deepcopy(unchanged)
+        assert resolve_last(unchanged) is None and unchanged == before
