@@ -38,8 +38,8 @@ class PreemptionCheckpoint(L.Callback):
     requeue under SLURM (requeue signal, auto-requeue on), and exit with 128 + the signal number.
 
     It replaces Lightning's own handlers during fit: Lightning's SIGTERM handler exits with code 0 and no checkpoint
-    (and broadcasts from inside the handler, which hangs when one rank alone is signalled), and its SLURM handler
-    saves from inside the handler, in the middle of a step. Added by GRPOModule when trainer.callbacks has none.
+    (and broadcasts from inside the handler, a collective the other ranks are not in at that moment), and its SLURM
+    handler saves from inside the handler, in the middle of a step. Added by GRPOModule when trainer.callbacks has none.
     """
 
     def __init__(self) -> None:

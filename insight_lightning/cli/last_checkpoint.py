@@ -19,9 +19,7 @@ def version_folder_checkpoints(fit_config) -> Path | None:
     checkpoints = [c for c in callbacks if str(_get(c, "class_path", "")).endswith("ModelCheckpoint")]
     if not checkpoints or any(_get(_get(c, "init_args", {}), "dirpath") for c in checkpoints):
         return None
-    logger = trainer.get("logger")
-    logger = logger[0] if isinstance(logger, list) and logger else logger
-    init = _get(logger, "init_args", None)
+    init = _get(_first_logger(fit_config), "init_args", None)
     if init is None or _get(init, "save_dir") is None or _get(init, "version") is not None:
         return None
     name = _get(init, "name", "lightning_logs")
@@ -48,10 +46,14 @@ def resolve_last(fit_config) -> Path | None:
     newest = newest_last_checkpoint(fit_config)
     if newest is not None:
         fit_config["ckpt_path"] = str(newest)
-        logger = fit_config["trainer"]["logger"]
-        logger = logger[0] if isinstance(logger, list) else logger
-        logger["init_args"]["version"] = newest.parent.parent.name
+        _first_logger(fit_config)["init_args"]["version"] = newest.parent.parent.name
     return newest
+
+
+def _first_logger(fit_config):
+    """The logger whose save_dir, name and version place the checkpoints (Lightning uses the first of a list)."""
+    logger = (fit_config.get("trainer") or {}).get("logger")
+    return logger[0] if isinstance(logger, list) and logger else logger
 
 
 def _get(item, key: str, default=None):
