@@ -3,8 +3,10 @@ import importlib.util
 import io
 import logging
 import os
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -26,9 +28,8 @@ def gguf_cache(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("gguf_cache")
 
 
-@pytest.fixture
-def tiny_fit_args(tmp_path, warmstart_cache):
-    """CLI overrides of configs/countdown.yaml for a fit of a few seconds: small pool, M=8, K=4."""
+def fit_args_in(root: Path, cache: Path):
+    """CLI overrides of configs/countdown.yaml for a fit of a few seconds in `root`: small pool, M=8, K=4."""
 
     def make(steps: int = 3, *extra: str) -> list[str]:
         return [
@@ -38,9 +39,9 @@ def tiny_fit_args(tmp_path, warmstart_cache):
             "--trainer.max_steps",
             str(steps),
             "--trainer.default_root_dir",
-            str(tmp_path),
+            str(root),
             "--trainer.logger.init_args.save_dir",
-            str(tmp_path / "runs"),
+            str(root / "runs"),
             "--trainer.enable_progress_bar",
             "false",
             "--trainer.val_check_interval",
@@ -48,13 +49,13 @@ def tiny_fit_args(tmp_path, warmstart_cache):
             "--trainer.callbacks.init_args.every_n_train_steps",
             "2",
             "--trainer.callbacks.init_args.dirpath",
-            str(tmp_path / "ckpt"),
+            str(root / "ckpt"),
             "--model.warm_start.max_steps",
             "150",
             "--model.warm_start.num_examples",
             "2000",
             "--model.warm_start.cache_dir",
-            str(warmstart_cache),
+            str(cache),
             "--model.rollout.max_new_tokens",
             "24",
             "--model.grpo.group_size",
@@ -73,6 +74,12 @@ def tiny_fit_args(tmp_path, warmstart_cache):
         ]
 
     return make
+
+
+@pytest.fixture
+def tiny_fit_args(tmp_path, warmstart_cache):
+    """fit_args_in the test's tmp_path, with the session's warm-start cache."""
+    return fit_args_in(tmp_path, warmstart_cache)
 
 
 def load_script(path: Path):
@@ -138,3 +145,63 @@ def cli_in_process(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
     return subprocess.CompletedProcess(
         ["python", "-m", "insight_lightning", *args], code, out.getvalue(), err.getvalue()
     )
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now: the fixed MASTER_PORT every node is given."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def srun_env(node: int, nodes: int, job_id: int = 4243) -> dict:
+    """What `srun` sets for the one task of node `node` of a job with --nodes=`nodes` --ntasks-per-node=1."""
+    return {
+        "SLURM_JOB_ID": str(job_id),
+        "SLURM_JOB_NAME": "multinode-test",
+        "SLURM_NTASKS": str(nodes),
+        "SLURM_NTASKS_PER_NODE": "1",
+        "SLURM_NNODES": str(nodes),
+        "SLURM_NODELIST": "127.0.0.1",
+        "SLURM_PROCID": str(node),
+        "SLURM_LOCALID": "0",
+        "SLURM_NODEID": str(node),
+    }
+
+
+def launch_nodes(
+    *args: str, launcher: str, out_dir: Path, nodes: int = 2, timeout: float = 600
+) -> list[subprocess.CompletedProcess]:
+    """`python -m insight_lightning ARGS` on `nodes` nodes of one process each, all on 127.0.0.1, started as a cluster
+    starts them: `torchrun --nnodes N --node_rank I` (static rendezvous), or one process per node with the variables
+    srun sets (Lightning's SLURMEnvironment). Once one node fails, the others get a minute, then are killed: a node
+    left waiting in a collective for its dead peer would otherwise wait for gloo's 30-minute timeout."""
+    port, procs = free_port(), []
+    with contextlib.ExitStack() as files:
+        for node in range(nodes):
+            env = {k: v for k, v in subprocess_env().items() if not k.startswith("SLURM_")}
+            if launcher == "torchrun":
+                command = [
+                    *("-m", "torch.distributed.run", "--nnodes", str(nodes), "--nproc_per_node", "1"),
+                    *("--node_rank", str(node), "--master_addr", "127.0.0.1", "--master_port", str(port)),
+                    *("--shutdown-timeout", "120", "-m", "insight_lightning"),
+                ]
+            else:
+                env.update(srun_env(node, nodes), MASTER_PORT=str(port))
+                command = ["-m", "insight_lightning"]
+            out, err = (files.enter_context(open(out_dir / f"node{node}.{kind}", "w+")) for kind in ("out", "err"))
+            proc = subprocess.Popen([sys.executable, *command, *args], cwd=ROOT, env=env, stdout=out, stderr=err)
+            procs.append((proc, out, err))
+        deadline = time.monotonic() + timeout
+        while any(p.poll() is None for p, _, _ in procs) and time.monotonic() < deadline:
+            if any(p.poll() not in (None, 0) for p, _, _ in procs):
+                deadline = min(deadline, time.monotonic() + 60)
+            time.sleep(0.2)
+        results = []
+        for proc, out, err in procs:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+            out.seek(0), err.seek(0)
+            results.append(subprocess.CompletedProcess(proc.args, proc.returncode, out.read(), err.read()))
+    return results

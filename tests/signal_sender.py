@@ -16,12 +16,21 @@ class SendSignal(L.Callback):
     - update: just before the step's first backward pass;
     - validation: as the first validation batch after step `step` starts;
     - save: at the step's end, then again from inside the checkpoint save it causes (a second signal while saving).
+
+    `to_launcher` sends it to the parent process instead (torchrun's agent, as a scheduler signals the launcher).
     """
 
     def __init__(
-        self, moment: str, step: int, signal_name: str = "SIGTERM", rank: int = 0, max_delay: float = 0.5, seed=0
+        self,
+        moment: str,
+        step: int,
+        signal_name: str = "SIGTERM",
+        rank: int = 0,
+        max_delay: float = 0.5,
+        seed=0,
+        to_launcher: bool = False,
     ) -> None:
-        self.moment, self.step, self.rank, self.max_delay = moment, step, rank, max_delay
+        self.moment, self.step, self.rank, self.max_delay, self.to_launcher = moment, step, rank, max_delay, to_launcher
         self.signum = signal.Signals[signal_name]
         self.random = random.Random(seed)
         self.timer: threading.Timer | None = None
@@ -30,7 +39,7 @@ class SendSignal(L.Callback):
     def send(self, trainer: L.Trainer) -> None:
         if trainer.global_rank == self.rank:
             self.sent += 1
-            os.kill(os.getpid(), self.signum)
+            os.kill(os.getppid() if self.to_launcher else os.getpid(), self.signum)
 
     def _this_step(self, trainer: L.Trainer, done: int) -> bool:
         return trainer.global_step == done and self.sent == 0
@@ -63,7 +72,9 @@ class SendSignal(L.Callback):
             self.send(trainer)
 
 
-def sender_args(moment: str, step: int, signal_name: str = "SIGTERM", seed: int = 0, rank: int = 0) -> list[str]:
+def sender_args(
+    moment: str, step: int, signal_name: str = "SIGTERM", seed: int = 0, rank: int = 0, to_launcher: bool = False
+) -> list[str]:
     """CLI options that append a SendSignal callback."""
     return [
         "--trainer.callbacks+=signal_sender.SendSignal",
@@ -72,4 +83,5 @@ def sender_args(moment: str, step: int, signal_name: str = "SIGTERM", seed: int 
         f"--trainer.callbacks.init_args.signal_name={signal_name}",
         f"--trainer.callbacks.init_args.seed={seed}",
         f"--trainer.callbacks.init_args.rank={rank}",
+        f"--trainer.callbacks.init_args.to_launcher={to_launcher}",
     ]
