@@ -5,11 +5,15 @@ started by torchrun (static rendezvous, --node_rank) or with the variables srun 
 Every rank must select the same prompts and hold the same beliefs and weights; two nodes must learn exactly what one
 node with two ranks learns; a run stopped by a signal to one node's launcher must continue exactly on both nodes."""
 
+import functools
 import re
+import shlex
 
 import pytest
 import torch
-from conftest import cli, fit_args_in, launch_nodes
+import torch.distributed.run
+import yaml
+from conftest import ROOT, cli, cli_in_process, fit_args_in, launch_nodes, srun_env
 from signal_sender import sender_args
 from test_cli_fit import FSDP2, SIGNAL, probe_args
 
@@ -105,3 +109,83 @@ def test_a_signal_to_one_nodes_launcher_stops_both_nodes_at_one_step_and_srun_co
     for rank in runs["probes"]["resumed"]:  # resumed after `step` on two nodes: as if never stopped
         assert rank["selections"] == one_node["selections"][step:]
         assert_same_training(rank, one_node)
+
+
+TORCHRUN_ONE_PROCESS = {
+    "TORCHELASTIC_RUN_ID": "1",
+    "WORLD_SIZE": "1",
+    "RANK": "0",
+    "LOCAL_RANK": "0",
+    "GROUP_RANK": "0",
+}
+
+
+@pytest.mark.parametrize(
+    ("launcher_env", "message"),
+    [
+        (TORCHRUN_ONE_PROCESS, "the product (1 * 2) does not match the world size (1)"),
+        (srun_env(0, 1), "the number of nodes configured in SLURM `--nodes=1` does not match"),
+    ],
+    ids=["torchrun", "srun"],
+)
+def test_a_launch_with_another_number_of_nodes_is_refused_in_one_line(
+    tiny_fit_args, monkeypatch, launcher_env, message
+):
+    for name, value in launcher_env.items():
+        monkeypatch.setenv(name, value)
+    result = cli_in_process(*tiny_fit_args(1, *TWO_NODES, "--trainer.accelerator=cpu"))
+    assert result.returncode != 0
+    (line,) = [line for line in result.stderr.splitlines() if message in line]
+    assert line.startswith("error: ") and "Traceback" not in result.stderr
+
+
+def readme_cluster_blocks() -> list[list[str]]:
+    """The bash blocks of the README's "Run on a cluster": commands with continuation lines joined, comments dropped."""
+    section = (ROOT / "README.md").read_text().split("## Run on a cluster\n", 1)[1].split("\n## ", 1)[0]
+    blocks = [block.split("```", 1)[0] for block in section.split("```bash\n")[1:]]
+    lines = [[line.strip() for line in block.replace("\\\n", " ").splitlines()] for block in blocks]
+    return [[line for line in block if line and not line.startswith("# ")] for block in lines]  # #SBATCH stays
+
+
+def with_values(command: str) -> str:
+    """A README command with its shell variables given values."""
+    values = {"$NODE_RANK": "0", "$MASTER_ADDR": "127.0.0.1", "$SLURM_JOB_ID": "4243", "VLLM_NODE": "127.0.0.1"}
+    for name, value in values.items():
+        command = command.replace(name, value)
+    return command
+
+
+def fit_options(command: str) -> list[str]:
+    """The `fit ...` arguments of a README command."""
+    return shlex.split(with_values(command).split(" -m insight_lightning ", 1)[1])
+
+
+def test_the_readme_cluster_commands_parse_as_written():
+    """The launch itself runs above at reduced size; here the README's own commands: every torchrun flag exists in
+    this torch, and every option parses into the configuration it promises (SLURM's counts match the trainer's)."""
+    (torchrun,), sbatch, (server, trainer) = readme_cluster_blocks()
+    launcher = torch.distributed.run.parse_args(shlex.split(with_values(torchrun))[1:])
+    assert (launcher.nnodes, launcher.nproc_per_node, launcher.module) == ("2", "4", True)
+    assert "SIGUSR1" in launcher.signals_to_handle.split(",") and launcher.shutdown_timeout == 300
+    fit = fit_options(torchrun)
+    slurm = dict(line.split()[1].lstrip("-").partition("=")[::2] for line in sbatch if line.startswith("#SBATCH"))
+    (srun,) = [line for line in sbatch if line.startswith("srun ")]
+    vllm = [*fit, *shlex.split(with_values(trainer))]
+    assert "--enable-lora" in server and "--logprobs-mode processed_logprobs" in server  # the vLLM stage's flags
+    for options, expected in (
+        (fit, {"trainer.num_nodes": "2", "trainer.devices": "4", "trainer.strategy": "ddp"}),
+        (fit_options(srun), {"trainer.num_nodes": slurm["nodes"], "trainer.devices": slurm["ntasks-per-node"]}),
+        (
+            vllm,
+            {
+                "model.rollout.engine": "vllm_server",
+                "model.rollout.vllm.server_url": "http://127.0.0.1:8000",
+                "model.rollout.vllm.adapter_dir": "/shared/adapters",
+            },
+        ),
+    ):
+        result = cli_in_process(*options, "--print_config")
+        assert result.returncode == 0, result.stderr[-2000:]
+        config = yaml.safe_load(result.stdout)
+        for key, value in expected.items():
+            assert str(functools.reduce(dict.get, key.split("."), config)) == value, key
