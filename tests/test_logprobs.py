@@ -219,6 +219,7 @@ def test_position_ids_count_only_attended_tokens():
     assert seen["position_ids"][0].tolist() == list(range(12))
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA to measure peak memory")
 def test_peak_memory_is_per_chunk_not_per_batch_cuda():
     # Qwen2-0.5B-sized head (152k vocabulary): the float32 log-softmax of all 16k rows alone would be 10 GB
