@@ -9,6 +9,7 @@ import signal
 
 import pytest
 import torch
+from conftest import srun_env
 from signal_sender import sender_args
 from test_cli_fit import SIGNAL, probe_args
 
@@ -66,19 +67,8 @@ def test_a_signal_at_any_moment_checkpoints_the_step_and_the_continue_is_exact(t
     assert [p.name for p in (tmp_path / "update" / "runs" / "countdown").iterdir()] == ["version_0"]
 
 
-SLURM_JOB = {  # what srun sets for one task of job 4242 on one node
-    "SLURM_JOB_ID": "4242",
-    "SLURM_JOB_NAME": "preemption-test",
-    "SLURM_NTASKS": "1",
-    "SLURM_NTASKS_PER_NODE": "1",
-    "SLURM_NNODES": "1",
-    "SLURM_NODELIST": "127.0.0.1",
-    "SLURM_PROCID": "0",
-    "SLURM_LOCALID": "0",
-    "SLURM_NODEID": "0",
-    "MASTER_ADDR": "127.0.0.1",
-    "MASTER_PORT": "29531",
-}
+# what srun sets for one task of job 4242 on one node (a single process: Lightning's main address and port)
+SLURM_JOB = {**srun_env(0, 1, job_id=4242), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29531"}
 
 
 def test_under_slurm_the_requeue_signal_saves_requeues_and_the_requeued_job_continues_exactly(
