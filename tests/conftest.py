@@ -169,39 +169,57 @@ def srun_env(node: int, nodes: int, job_id: int = 4243) -> dict:
     }
 
 
+# What a launcher sets for its processes: an outer launch (a test run under torchrun or SLURM) must not leak into ours.
+LAUNCH_VARIABLES = ("SLURM_", "TORCHELASTIC_", "MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE", "LOCAL_", "GROUP_")
+
+
 def launch_nodes(
     *args: str, launcher: str, out_dir: Path, nodes: int = 2, timeout: float = 600
 ) -> list[subprocess.CompletedProcess]:
     """`python -m insight_lightning ARGS` on `nodes` nodes of one process each, all on 127.0.0.1, started as a cluster
     starts them: `torchrun --nnodes N --node_rank I` (static rendezvous), or one process per node with the variables
-    srun sets (Lightning's SLURMEnvironment). Once one node fails, the others get a minute, then are killed: a node
-    left waiting in a collective for its dead peer would otherwise wait for gloo's 30-minute timeout."""
+    srun sets (Lightning's SLURMEnvironment). Each node's output goes to out_dir/node{I}.out and .err.
+
+    Once one node has exited, the others get a minute: a node left waiting in a collective for a dead peer would wait
+    for gloo's 30-minute timeout. A node still running then is stopped the way a scheduler stops it: SIGTERM (torchrun
+    passes it on to its worker and kills the worker after --shutdown-timeout), then SIGKILL. torchrun passes SIGUSR1
+    on as well, as the README's command asks it to."""
     port, procs = free_port(), []
+    out_dir.mkdir(parents=True, exist_ok=True)
     with contextlib.ExitStack() as files:
-        for node in range(nodes):
-            env = {k: v for k, v in subprocess_env().items() if not k.startswith("SLURM_")}
-            if launcher == "torchrun":
-                command = [
-                    *("-m", "torch.distributed.run", "--nnodes", str(nodes), "--nproc_per_node", "1"),
-                    *("--node_rank", str(node), "--master_addr", "127.0.0.1", "--master_port", str(port)),
-                    *("--shutdown-timeout", "120", "-m", "insight_lightning"),
-                ]
-            else:
-                env.update(srun_env(node, nodes), MASTER_PORT=str(port))
-                command = ["-m", "insight_lightning"]
-            out, err = (files.enter_context(open(out_dir / f"node{node}.{kind}", "w+")) for kind in ("out", "err"))
-            proc = subprocess.Popen([sys.executable, *command, *args], cwd=ROOT, env=env, stdout=out, stderr=err)
-            procs.append((proc, out, err))
-        deadline = time.monotonic() + timeout
-        while any(p.poll() is None for p, _, _ in procs) and time.monotonic() < deadline:
-            if any(p.poll() not in (None, 0) for p, _, _ in procs):
-                deadline = min(deadline, time.monotonic() + 60)
-            time.sleep(0.2)
+        try:
+            for node in range(nodes):
+                env = {k: v for k, v in subprocess_env().items() if not k.startswith(LAUNCH_VARIABLES)}
+                if launcher == "torchrun":
+                    command = [
+                        *("-m", "torch.distributed.run", "--nnodes", str(nodes), "--nproc_per_node", "1"),
+                        *("--node_rank", str(node), "--master_addr", "127.0.0.1", "--master_port", str(port)),
+                        *("--signals-to-handle", "SIGTERM,SIGINT,SIGUSR1", "--shutdown-timeout", "30"),
+                        *("-m", "insight_lightning"),
+                    ]
+                else:  # the main address comes from SLURM_NODELIST, as on a cluster; the port is fixed here
+                    env.update(srun_env(node, nodes), MASTER_PORT=str(port))
+                    command = ["-m", "insight_lightning"]
+                out, err = (files.enter_context(open(out_dir / f"node{node}.{kind}", "w+")) for kind in ("out", "err"))
+                proc = subprocess.Popen([sys.executable, *command, *args], cwd=ROOT, env=env, stdout=out, stderr=err)
+                procs.append((proc, out, err))
+            deadline = time.monotonic() + timeout
+            while any(p.poll() is None for p, _, _ in procs) and time.monotonic() < deadline:
+                if any(p.poll() is not None for p, _, _ in procs):
+                    deadline = min(deadline, time.monotonic() + 60)
+                time.sleep(0.2)
+        finally:
+            for proc, _, _ in procs:
+                if proc.poll() is None:
+                    proc.terminate()
+            for proc, _, _ in procs:
+                try:
+                    proc.wait(timeout=45)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
         results = []
         for proc, out, err in procs:
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait()
             out.seek(0), err.seek(0)
             results.append(subprocess.CompletedProcess(proc.args, proc.returncode, out.read(), err.read()))
     return results

@@ -1,5 +1,6 @@
 """Tests that need a CUDA GPU: skipped without one; `python benchmarks/gpu_check.py` runs them on a GPU machine."""
 
+import lightning as L
 import pytest
 import torch
 from test_cli_fit import SIGNAL, probe_args
@@ -11,11 +12,21 @@ pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available()
 GPU = ["--trainer.accelerator=gpu", "--trainer.devices=1"]
 
 
+class Devices(L.Callback):
+    """Where the trained weights and the beliefs are at the end of training (teardown moves the model to the CPU)."""
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self.weights = {p.device.type for p in pl_module.parameters() if p.requires_grad}
+        self.beliefs = SelectionCallback.of(trainer).selector.posterior.alpha.device.type
+
+
 def test_fit_trains_on_the_gpu_with_the_beliefs_there_and_resumes_from_a_checkpoint(tiny_fit_args, tmp_path):
-    cli = main(tiny_fit_args(4, *GPU, *SIGNAL, *probe_args(tmp_path / "full")))
+    cli, devices = main(tiny_fit_args(4, *GPU, *SIGNAL, *probe_args(tmp_path / "full"))[1:], run=False), Devices()
+    cli.trainer.callbacks.append(devices)
+    cli.trainer.fit(cli.model, cli.datamodule)
+    assert devices.weights == {"cuda"} and devices.beliefs == "cuda"
     posterior = SelectionCallback.of(cli.trainer).selector.posterior
     lora = {n: p for n, p in cli.model.named_parameters() if p.requires_grad}
-    assert all(p.device.type == "cuda" for p in lora.values()) and posterior.alpha.device.type == "cuda"
     assert any(p.abs().sum() > 0 for n, p in lora.items() if "lora_B" in n)
     assert all(torch.isfinite(p).all() for p in lora.values())
     # every selected prompt's outcome reached the beliefs: K trials per prompt and step
