@@ -8,7 +8,9 @@ from conftest import ROOT, cli
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from insight_lightning.cli.app import main
+from insight_lightning.rollout.config import RolloutConfig
 from insight_lightning.selection.callback import SelectionCallback
+from insight_lightning.training.setting_checks import check_strategy_settings
 
 REQUIRED_TAGS = {
     "train/reward",
@@ -113,21 +115,30 @@ def test_checkpoint_holds_adapter_and_selection_state(tiny_fit_args, tmp_path):
 FSDP2 = ["--config", str(ROOT / "configs" / "strategies" / "fsdp2.yaml")]  # the snippet users add
 
 
-@pytest.mark.parametrize(
-    ("override", "message"),
-    [
-        (
-            ["--trainer.strategy.data_parallel_size=1", "--trainer.strategy.tensor_parallel_size=2"],
-            "only data parallelism (FSDP2) is supported",
-        ),
-        (["--model.rollout.cache=static"], "rollout.cache=static is not supported with FSDP2"),
-    ],
-)
-def test_unsupported_fsdp2_settings_fail_with_one_line(tiny_fit_args, override, message):
-    args = tiny_fit_args(1, *FSDP2, "--trainer.accelerator=cpu", *override)
-    result = cli(*args)
+def test_tensor_parallelism_under_fsdp2_fails_with_one_line(tiny_fit_args):
+    # through two real processes: the check needs ModelParallelStrategy's device mesh
+    tensor_parallel = ["--trainer.strategy.data_parallel_size=1", "--trainer.strategy.tensor_parallel_size=2"]
+    result = cli(*tiny_fit_args(1, *FSDP2, "--trainer.accelerator=cpu", *tensor_parallel))
     assert result.returncode != 0 and "Traceback" not in result.stderr
-    assert any(line.startswith("error: ") and message in line for line in result.stderr.splitlines())
+    assert any(
+        line.startswith("error: ") and "only data parallelism (FSDP2) is supported" in line
+        for line in result.stderr.splitlines()
+    )
+
+
+def test_a_static_cache_under_fsdp2_is_refused():
+    # the same check and error path as above, given a 2-rank data-parallel mesh (a subprocess run costs ~15 s)
+    class Mesh:
+        def size(self) -> int:
+            return 2
+
+        def __getitem__(self, name: str) -> "Mesh":
+            assert name == "data_parallel"
+            return self
+
+    with pytest.raises(ValueError, match="model.rollout.cache=static is not supported with FSDP2"):
+        check_strategy_settings(RolloutConfig(cache="static"), torch.device("cpu"), Mesh(), world_size=2)
+    check_strategy_settings(RolloutConfig(cache="dynamic"), torch.device("cpu"), Mesh(), world_size=2)
 
 
 @pytest.mark.parametrize(
