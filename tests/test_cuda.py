@@ -21,6 +21,7 @@ class Devices(L.Callback):
 
 
 def test_fit_trains_on_the_gpu_with_the_beliefs_there_and_resumes_from_a_checkpoint(tiny_fit_args, tmp_path):
+    # instantiated without the subcommand (the leading "fit"), so that the probe of devices can join the trainer
     cli, devices = main(tiny_fit_args(4, *GPU, *SIGNAL, *probe_args(tmp_path / "full"))[1:], run=False), Devices()
     cli.trainer.callbacks.append(devices)
     cli.trainer.fit(cli.model, cli.datamodule)

@@ -23,8 +23,8 @@ TWO_NODES = ["--trainer.strategy=ddp", "--trainer.devices=1", "--trainer.num_nod
 STEPS = 3
 
 
-def ok(results) -> None:
-    for result in results if isinstance(results, list) else [results]:
+def ok(*results) -> None:
+    for result in results:
         assert result.returncode == 0, result.stderr[-4000:]
 
 
@@ -43,7 +43,7 @@ def runs(tmp_path_factory, warmstart_cache) -> dict:
     ok(cli(*args("ddp", *ONE_NODE)))
     ok(cli(*args("fsdp2", *FSDP2, "--trainer.devices=2")))
     ok(cli(*args("fsdp2_resumed", *FSDP2, "--trainer.devices=2", f"--ckpt_path={root / 'fsdp2'}/epoch=0-step=2.ckpt")))
-    ok(launch_nodes(*args("nodes", *TWO_NODES), launcher="torchrun", out_dir=root / "logs" / "nodes"))
+    ok(*launch_nodes(*args("nodes", *TWO_NODES), launcher="torchrun", out_dir=root / "logs" / "nodes"))
     # SIGUSR1 to node 1's torchrun agent during step 1's update, as a scheduler signals the launcher before a time
     # limit: the agent passes it on to its worker, both nodes stop after the same step, and the run continues on both
     # nodes, started by srun
@@ -53,11 +53,8 @@ def runs(tmp_path_factory, warmstart_cache) -> dict:
         launcher="torchrun",
         out_dir=root / "logs" / "stopped",
     )
-    ok(
-        launch_nodes(
-            *args("resumed", *TWO_NODES, "--ckpt_path=last"), launcher="srun", out_dir=root / "logs" / "resumed"
-        )
-    )
+    resumed = args("resumed", *TWO_NODES, "--ckpt_path=last")
+    ok(*launch_nodes(*resumed, launcher="srun", out_dir=root / "logs" / "resumed"))
     probes = {
         name: [torch.load(root / name / f"rank{rank}.pt") for rank in (0, 1)]
         for name in ("ddp", "fsdp2", "fsdp2_resumed", "nodes", "resumed")
