@@ -61,7 +61,7 @@ def test_unknown_sampler_name_is_one_clear_error():
     assert "Traceback" not in result.stderr
 
 
-def test_missing_model_offline_is_one_clear_error():
+def test_missing_model_offline_is_one_clear_error(tmp_path):
     result = cli(
         "fit",
         "--config",
@@ -70,6 +70,7 @@ def test_missing_model_offline_is_one_clear_error():
         "nobody/absent-model",
         "--trainer.max_steps",
         "1",
+        f"--trainer.logger.init_args.save_dir={tmp_path}",  # the logger starts before the model loads
         env_extra={"HF_HUB_OFFLINE": "1"},
     )
     assert result.returncode == 2 and "Traceback" not in result.stderr

@@ -183,6 +183,7 @@ def warm_start_args(settings: RaceSettings, cache_dir: Path) -> list[str]:
         *common_args(settings),
         "--trainer.max_steps=0",
         "--trainer.logger=false",
+        f"--trainer.default_root_dir={cache_dir}",  # where the CLI saves its config.yaml (not the current folder)
         "--trainer.num_sanity_val_steps=0",
         f"--data.task.init_args.train_size={pool}",
         f"--model.warm_start.max_steps={settings.warm_start_steps}",
