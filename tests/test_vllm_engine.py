@@ -6,8 +6,9 @@ from __future__ import annotations
 import gc
 import importlib.util
 import os
+import re
 import shutil
-import socket
+import signal
 import subprocess
 import sys
 import time
@@ -67,23 +68,12 @@ def test_sampling_parameters_match_the_hf_engine_and_greedy_turns_filters_off():
     assert vllm_sampling_params(SamplingParams(16, 1.0, 1.0, 0), 1, [2])["top_k"] == -1
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def test_a_server_that_is_not_running_gives_one_clear_sentence():
-    settings = VLLMSettings(server_url=f"http://127.0.0.1:{free_port()}", server_timeout_s=5)
-    with pytest.raises(RolloutEngineError, match=r"^No vLLM server answers at http://127\.0\.0\.1:\d+ .*server_url$"):
-        VLLMServerEngine("model", settings, [2], 0, 8)
-
-
 @pytest.mark.skipif(RUN_VLLM_TESTS, reason="checks the message a user without vLLM gets")
-def test_the_vllm_engine_without_vllm_installed_is_one_sentence_from_the_cli():
+def test_the_vllm_engine_without_vllm_installed_is_one_sentence_from_the_cli(tmp_path):
     from conftest import cli
 
-    result = cli("validate", "--config", "countdown.yaml", "--model.warm_start=null", "--model.rollout.engine=vllm")
+    args = ["--config", "countdown.yaml", "--model.warm_start=null", "--model.rollout.engine=vllm"]
+    result = cli("validate", *args, f"--trainer.logger.init_args.save_dir={tmp_path}")
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith("error: rollout.engine=vllm needs vLLM")
     assert "Traceback" not in result.stderr
@@ -310,53 +300,213 @@ def test_a_race_runs_every_sampler_through_the_colocated_engine(tmp_path):
         assert record["rollouts"] == trained + discarded
 
 
-def server_errors(log_file: str) -> str:
-    lines = Path(log_file).read_text().splitlines()
-    return "\n".join([line for line in lines if "Error" in line][:10] + lines[-5:])
+def saved_tiny_base(seed: int) -> str:
+    """The tiny base model with this seed, saved as a Hugging Face folder (what a vLLM server and the trainer load)."""
+    from insight_lightning.policy.loading import build_base_policy
+    from insight_lightning.policy.tiny import TinyModelConfig
+    from insight_lightning.training.policy import vllm_base_folder
+
+    config = PolicyConfig(tiny=TinyModelConfig(seed=seed))
+    base, tokenizer = build_base_policy(config)
+    return vllm_base_folder(config, base, tokenizer, warm_started=False)
+
+
+class VLLMServer:
+    """A vLLM OpenAI-compatible server on one port of 127.0.0.1, with runtime LoRA loading, that a test can kill,
+    stall, restart and replace with one serving another model."""
+
+    def __init__(self, log_dir: Path) -> None:
+        from conftest import free_port
+
+        self.url = f"http://127.0.0.1:{free_port()}"
+        self.log_dir = log_dir
+        self.process: subprocess.Popen | None = None
+        self.started = 0
+
+    def start(self, folder: str) -> None:
+        import urllib.request
+
+        env = dict(os.environ, VLLM_ALLOW_RUNTIME_LORA_UPDATING="True", VLLM_CPU_KVCACHE_SPACE="1", HF_HUB_OFFLINE="1")
+        port = self.url.rsplit(":", 1)[1]
+        command = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", folder, "--port", port]
+        command += ["--host", "127.0.0.1", "--enforce-eager", "--dtype", "float32", "--max-model-len", "256"]
+        command += ["--enable-lora", "--max-lora-rank", "16", "--max-loras", "2"]  # 2 trainer ranks at once
+        command += ["--logprobs-mode", "processed_logprobs"]
+        self.started += 1
+        self.serving = folder
+        log = self.log_dir / f"server{self.started}.log"
+        with open(log, "w") as out:  # the child keeps its own descriptor
+            # its own session: the API server's engine-core child goes with it
+            self.process = subprocess.Popen(
+                command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(self.url + "/v1/models", timeout=5).read()
+                return
+            except OSError:
+                if self.process.poll() is not None:
+                    lines = log.read_text().splitlines()
+                    pytest.fail("\n".join([line for line in lines if "Error" in line][:10] + lines[-5:]))
+                time.sleep(1)
+        pytest.fail(f"the vLLM server did not start in 300 s: {log}")
+
+    def signal(self, number: int) -> None:
+        os.killpg(self.process.pid, number)
+
+    def kill(self) -> None:
+        """As a crash: no shutdown, every process of the server at once."""
+        self.signal(signal.SIGKILL)
+        self.process.wait(timeout=60)
+
+    def log(self) -> str:
+        return "\n".join(f.read_text() for f in sorted(self.log_dir.glob("server*.log")))
 
 
 @pytest.fixture(scope="module")
 def vllm_server(tmp_path_factory):
-    """A vLLM OpenAI-compatible server on 127.0.0.1 serving the tiny base model, with runtime LoRA loading."""
+    """The server, serving the tiny base model (seed 0); a fault test later kills and replaces it."""
     if not RUN_VLLM_TESTS:
         pytest.skip(NO_VLLM)
-    from insight_lightning.policy.loading import build_base_policy
-    from insight_lightning.training.policy import vllm_base_folder
+    server = VLLMServer(tmp_path_factory.mktemp("server"))
+    server.base, server.other = saved_tiny_base(0), saved_tiny_base(1)  # the policy's base, and another model
+    server.start(server.base)
+    yield server
+    if server.process.poll() is None:
+        server.signal(signal.SIGCONT)
+        server.kill()
+    for folder in (server.base, server.other):
+        shutil.rmtree(folder, ignore_errors=True)
 
-    base, tokenizer = build_base_policy(PolicyConfig())  # the tiny model is seeded: the same base as the policy's
-    folder = vllm_base_folder(PolicyConfig(), base, tokenizer, warm_started=False)
-    policy = build_tiny("hf", LoraSettings(r=8, alpha=16))
-    port = free_port()
-    env = dict(os.environ, VLLM_ALLOW_RUNTIME_LORA_UPDATING="True", VLLM_CPU_KVCACHE_SPACE="1", HF_HUB_OFFLINE="1")
-    command = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", folder, "--host", "127.0.0.1"]
-    command += ["--port", str(port), "--enforce-eager", "--enable-lora", "--max-lora-rank", "8", "--dtype", "float32"]
-    command += ["--max-model-len", "256", "--logprobs-mode", "processed_logprobs"]
-    log = open(tmp_path_factory.mktemp("server") / "server.log", "w")  # noqa: SIM115 (closed below)
-    server = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        try:
-            VLLMServerEngine(folder, VLLMSettings(server_url=url, server_timeout_s=5), [2], 0, 8)
-            break
-        except RolloutEngineError:
-            assert server.poll() is None, server_errors(log.name)
-            time.sleep(2)
-    yield policy, folder, url
-    server.terminate()
-    server.wait(timeout=60)
-    log.close()
-    shutil.rmtree(folder, ignore_errors=True)
+
+def server_probe(folder: str, **change):
+    """The probe the trainer computes of its base model (here the saved folder), with some fields changed."""
+    from dataclasses import replace
+
+    from insight_lightning.policy.loading import build_base_policy
+    from insight_lightning.rollout.vllm_server import probe_of
+
+    base, tokenizer = build_base_policy(PolicyConfig(name=folder))
+    return replace(probe_of(base, tokenizer, folder), **change)
 
 
 @needs_vllm
 def test_server_engine_serves_the_same_greedy_outputs_and_a_runtime_loaded_adapter(vllm_server):
-    policy, folder, url = vllm_server
-    engine = VLLMServerEngine(folder, VLLMSettings(server_url=url), policy.engine.eos_token_ids, policy.pad_token_id, 8)
+    policy = build_tiny("hf", LoraSettings(r=8, alpha=16))
+    settings = VLLMSettings(server_url=vllm_server.url)
+    probe = server_probe(vllm_server.base)
+    engine = VLLMServerEngine(vllm_server.base, settings, policy.engine.eos_token_ids, policy.pad_token_id, 8, probe)
     policy.engine = engine
     assert_engine_follows_an_update(policy, "lora_B", 0.3, seed=1)
     batch = engine.generate(policy.model, *encode(policy), SamplingParams(max_new_tokens=12, temperature=1.0), 3)
     assert batch.completion_ids.shape[0] == 3 * len(PROMPTS) and batch.behaviour_logprobs is not None
+
+
+@needs_vllm
+def test_a_server_of_another_model_is_refused_in_one_sentence_naming_both(vllm_server):
+    url, served = vllm_server.url, vllm_server.base
+    settings = VLLMSettings(server_url=url, server_retry_s=0)
+
+    def refusal(probe) -> str:
+        with pytest.raises(RolloutEngineError) as error:
+            VLLMServerEngine("trainer-model", settings, [2], 0, 8, probe)
+        message = str(error.value)
+        assert message.startswith(f"The vLLM server at {url} serves `{served}`, not the trainer's base model `")
+        return message
+
+    probe = server_probe(vllm_server.base)
+    VLLMServerEngine(vllm_server.base, settings, [2], 0, 8, probe)  # the same model passes
+    other = server_probe(vllm_server.other)  # same shapes and vocabulary, other weights
+    assert "its log-probs of a probe text differ from the trainer's by" in refusal(other)
+    assert "fewer than the trainer's" in refusal(replace_vocab(probe, +1))
+    assert "more than the trainer's" in refusal(replace_vocab(probe, -1))
+
+
+def replace_vocab(probe, change: int):
+    from dataclasses import replace
+
+    return replace(probe, vocab_size=probe.vocab_size + change)
+
+
+def server_fit(tmp_path: Path, tiny_fit_args, server: VLLMServer, base: str, steps: int, *extra: str):
+    """A fit through the CLI whose rollouts come from the server; its stderr goes to tmp_path/fit.log."""
+    from conftest import ROOT, subprocess_env
+
+    args = [f"--model.policy.name={base}", "--model.warm_start=null", "--model.rollout.engine=vllm_server"]
+    args += [f"--model.rollout.vllm.server_url={server.url}"]
+    args += ["--trainer.callbacks.init_args.every_n_train_steps=1", "--trainer.limit_val_batches=0"]
+    command = [sys.executable, "-m", "insight_lightning", *tiny_fit_args(steps, *args, *extra)]
+    with open(tmp_path / "fit.log", "w") as log:
+        return subprocess.Popen(command, cwd=ROOT, env=subprocess_env(), stdout=log, stderr=subprocess.STDOUT)
+
+
+def wait_for_checkpoint(tmp_path: Path, step: int, fit: subprocess.Popen) -> None:
+    deadline = time.monotonic() + 300
+    while not list((tmp_path / "ckpt").glob(f"*step={step}.ckpt")):
+        assert fit.poll() is None, (tmp_path / "fit.log").read_text()[-3000:]
+        assert time.monotonic() < deadline, f"no checkpoint of step {step} in 300 s"
+        time.sleep(0.05)
+
+
+def error_line(tmp_path: Path) -> str:
+    """The run's one error sentence (each rank prints the same one)."""
+    lines = {line for line in (tmp_path / "fit.log").read_text().splitlines() if line.startswith("error: ")}
+    assert len(lines) == 1 and "Traceback" not in (tmp_path / "fit.log").read_text(), lines
+    return lines.pop()
+
+
+def checkpoint_step(tmp_path: Path) -> int:
+    return torch.load(tmp_path / "ckpt" / "last.ckpt", weights_only=False, map_location="cpu")["global_step"]
+
+
+@needs_vllm
+def test_a_restarted_server_gets_the_adapter_again_and_a_replaced_one_stops_the_run(
+    vllm_server, tiny_fit_args, tmp_path
+):
+    """Kill the server mid-run and start it again: training goes on. Then replace it with another model: the run
+    stops in one sentence naming both models, with the last checkpoint intact."""
+    server = vllm_server
+    fit = server_fit(tmp_path, tiny_fit_args, server, server.base, 12, "--model.rollout.vllm.server_retry_s=300")
+    wait_for_checkpoint(tmp_path, 2, fit)
+    server.kill()
+    server.start(server.base)
+    wait_for_checkpoint(tmp_path, 4, fit)
+    log = (tmp_path / "fit.log").read_text()
+    assert "failed (" in log and "is back and serves the same base model" in log  # retried, checked, reloaded
+    server.kill()
+    server.start(server.other)
+    assert fit.wait(timeout=300) == 2
+    line = error_line(tmp_path)
+    assert line.startswith("error: Step ") and f"The vLLM server at {server.url} serves `{server.other}`" in line
+    assert f"not the trainer's base model `{server.base}`" in line and "log-probs of a probe text" in line
+    assert checkpoint_step(tmp_path) >= 4  # the last checkpoint loads, from before the replacement
+
+
+@needs_vllm
+def test_two_ranks_share_one_server_and_a_stalled_server_stops_the_run_at_the_deadline(
+    vllm_server, tiny_fit_args, tmp_path
+):
+    """Two DDP ranks load their own adapters into one server; a server that stops answering (a stalled process)
+    ends the run after server_retry_s in one sentence naming the URL and the step, the last checkpoint intact."""
+    server = vllm_server
+    logged_before = len(server.log())
+    ddp = ["--trainer.strategy=ddp", "--trainer.devices=2", "--trainer.accelerator=cpu"]
+    retry = ["--model.rollout.vllm.server_retry_s=8", "--model.rollout.vllm.server_timeout_s=5"]
+    fit = server_fit(tmp_path, tiny_fit_args, server, server.serving, 12, *ddp, *retry)
+    wait_for_checkpoint(tmp_path, 1, fit)
+    server.signal(signal.SIGSTOP)
+    try:
+        assert fit.wait(timeout=300) != 0
+    finally:
+        server.signal(signal.SIGCONT)
+    line = error_line(tmp_path)
+    assert line.startswith("error: Step ") and f"The vLLM server at {server.url} did not answer" in line
+    assert "for 8 s" in line and "the last checkpoint is intact" in line
+    step = int(line.removeprefix("error: Step ").split(":")[0])
+    assert checkpoint_step(tmp_path) == step - 1  # the step before the one that failed
+    loaded = re.findall(r"Loaded new LoRA adapter: name '(policy-\w+-rank(\d))-v\d+'", server.log()[logged_before:])
+    assert {rank for _, rank in loaded} == {"0", "1"} and len({name for name, _ in loaded}) == 2
 
 
 @needs_vllm

@@ -54,7 +54,13 @@ class VLLMSettings:
     server_url: str = "http://127.0.0.1:8000"
     """vllm_server: base URL of the vLLM OpenAI-compatible server."""
     server_timeout_s: float = 600.0
-    """vllm_server: seconds to wait for one request."""
+    """vllm_server: seconds one request may wait for an answer (a stalled server counts as failed after it)."""
+    server_retry_s: float = 600.0
+    """vllm_server: how long a failing request (refused, reset, timed out, 5xx) is retried, with backoff, before the
+    run stops with the last checkpoint intact; covers a server restart."""
+    server_probe_tolerance: float = 0.1
+    """vllm_server: largest mean absolute difference (nats a token) between the server's and the trainer's log-probs
+    of a probe text before the server counts as serving another model (bfloat16 against float32 stays well below)."""
     adapter_dir: str | None = None
     """Folder for the adapter handed to vLLM each step; a vLLM server must be able to read it (null: a tmpfs folder)."""
     lora_sync: Literal["adapter", "merged"] = "adapter"

@@ -16,6 +16,7 @@ from insight_lightning.checkpoints.preemption import PreemptionCheckpoint
 from insight_lightning.policy.divergence import check_finite_weights
 from insight_lightning.policy.loading import PolicyConfig
 from insight_lightning.rollout.config import RolloutConfig
+from insight_lightning.rollout.vllm_sync import RolloutEngineError
 from insight_lightning.selection.callback import SelectionCallback
 from insight_lightning.selection.data_module import PromptBatch
 from insight_lightning.selection.scalar_logging import log_scalars
@@ -119,6 +120,7 @@ class GRPOModule(L.LightningModule):
             max_completion_tokens=self.validation.max_new_tokens,
             seed=seed,
             prefix_sharing=self.grpo.prefix_sharing,
+            rank=self.global_rank if self._trainer is not None else 0,
         )
 
     def _warm_start(self, base: torch.nn.Module, prompts) -> None:
@@ -153,9 +155,12 @@ class GRPOModule(L.LightningModule):
     def training_step(self, batch: PromptBatch, batch_idx: int) -> dict:
         faults_before = self.task.verifier_counts()
         started, synced = time.perf_counter(), self.policy.engine.sync_seconds
-        experience = collect_experience(
-            batch, self.policy, self.task, self.grpo.group_size, self.rollout, self._any_rank_short
-        )
+        try:
+            experience = collect_experience(
+                batch, self.policy, self.task, self.grpo.group_size, self.rollout, self._any_rank_short
+            )
+        except RolloutEngineError as err:  # a vLLM server gone past its retries, or replaced by another model
+            raise RolloutEngineError(f"Step {self.global_step + 1}: {err}") from None
         rollout_s = time.perf_counter() - started
         weight_sync_s = self.policy.engine.sync_seconds - synced
 

@@ -37,7 +37,7 @@ from insight_lightning.rollout.engine import (
     concat_rollouts,
 )
 from insight_lightning.rollout.vllm_colocated import VLLMColocatedEngine
-from insight_lightning.rollout.vllm_server import VLLMServerEngine
+from insight_lightning.rollout.vllm_server import VLLMServerEngine, probe_of
 from tasks.base import Prompt
 
 
@@ -150,6 +150,7 @@ def build_policy(
     max_completion_tokens: int | None = None,
     seed: int = 0,
     prefix_sharing: PrefixSharing = "auto",
+    rank: int = 0,
 ) -> Policy:
     """Load the base model, let `before_adapter` train it (the warm-start), add the adapter, choose the engine."""
     base, tokenizer = build_base_policy(config, device.type)
@@ -158,7 +159,7 @@ def build_policy(
     if before_adapter is not None:
         before_adapter(base, prompts)
     max_len = rollout.max_prompt_tokens + max(rollout.max_new_tokens, max_completion_tokens or 0)
-    engine = build_engine(config, rollout, base, tokenizer, device, before_adapter is not None, max_len, seed)
+    engine = build_engine(config, rollout, base, tokenizer, device, before_adapter is not None, max_len, seed, rank)
     model = apply_adapter(base, config)
     chunk = logprob_chunk_size or auto_logprob_chunk_size(model.get_output_embeddings().weight.shape[0])
     return Policy(model, tokenizer, prompts, engine, rollout.batch_size, chunk, prefix_sharing)
@@ -173,6 +174,7 @@ def build_engine(
     warm_started: bool,
     max_model_len: int,
     seed: int,
+    rank: int = 0,
 ) -> RolloutEngine:
     """The rollout engine of rollout.engine; a vLLM engine loads the base model before any adapter is added."""
     eos, pad = end_of_sequence_ids(base, tokenizer), tokenizer.pad_token_id
@@ -195,7 +197,8 @@ def build_engine(
                 "rollout.engine=vllm_server serves the base model the server loaded; a warm-started or tiny base "
                 "exists only in this process: use rollout.engine=vllm (colocated), or serve a saved model"
             )
-        return VLLMServerEngine(resolve_model_name(config.name), rollout.vllm, eos, pad, lora_rank)
+        probe = probe_of(base, tokenizer, config.name)  # what the server must reproduce: the trainer's base model
+        return VLLMServerEngine(resolve_model_name(config.name), rollout.vllm, eos, pad, lora_rank, probe, rank)
     limit = getattr(base.config, "max_position_embeddings", None)
     settings = rollout.vllm
     if settings.dtype == "auto":  # vLLM's auto is bfloat16 on CPU; sample with the weights the trainer scores with
