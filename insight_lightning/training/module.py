@@ -109,8 +109,8 @@ class GRPOModule(L.LightningModule):
             raise ValueError("GRPOModule needs a task (the CLI links it from data.task)")
         warm_start = self._warm_start if self.warm_start_config is not None else None
         device = self.trainer.strategy.root_device if self._trainer is not None else torch.device("cpu")
-        # the engine's own sampling seed (vLLM): the run's seed, different per rank
-        seed = int(os.environ.get("PL_GLOBAL_SEED", "0")) + (self.global_rank if self._trainer is not None else 0)
+        rank = self.global_rank if self._trainer is not None else 0
+        seed = int(os.environ.get("PL_GLOBAL_SEED", "0")) + rank  # the engine's own sampling seed (vLLM), per rank
         self.policy = build_policy(
             self.policy_config,
             self.rollout,
@@ -120,7 +120,7 @@ class GRPOModule(L.LightningModule):
             max_completion_tokens=self.validation.max_new_tokens,
             seed=seed,
             prefix_sharing=self.grpo.prefix_sharing,
-            rank=self.global_rank if self._trainer is not None else 0,
+            rank=rank,
         )
 
     def _warm_start(self, base: torch.nn.Module, prompts) -> None:
@@ -155,11 +155,11 @@ class GRPOModule(L.LightningModule):
     def training_step(self, batch: PromptBatch, batch_idx: int) -> dict:
         faults_before = self.task.verifier_counts()
         started, synced = time.perf_counter(), self.policy.engine.sync_seconds
-        try:
+        try:  # a vLLM server gone past its retries, or replaced by another model, ends the run naming the step
             experience = collect_experience(
                 batch, self.policy, self.task, self.grpo.group_size, self.rollout, self._any_rank_short
             )
-        except RolloutEngineError as err:  # a vLLM server gone past its retries, or replaced by another model
+        except RolloutEngineError as err:
             raise RolloutEngineError(f"Step {self.global_step + 1}: {err}") from None
         rollout_s = time.perf_counter() - started
         weight_sync_s = self.policy.engine.sync_seconds - synced
@@ -226,14 +226,9 @@ class GRPOModule(L.LightningModule):
             self.log_dict({k: torch.tensor(v) for k, v in metrics.items()}, logger=False, sync_dist=False)
 
     # `test` scores the same splits the same way, under test/ tags
-    def on_test_epoch_start(self) -> None:
-        self.on_validation_epoch_start()
-
-    def test_step(self, batch: list[dict], batch_idx: int, dataloader_idx: int = 0) -> None:
-        self.validation_step(batch, batch_idx, dataloader_idx)
-
-    def on_test_epoch_end(self) -> None:
-        self.on_validation_epoch_end()
+    on_test_epoch_start = on_validation_epoch_start
+    test_step = validation_step
+    on_test_epoch_end = on_validation_epoch_end
 
     # ----------------------------------------------------------------------------------------------- checkpoints
     def persisted_keys(self) -> set[str]:
