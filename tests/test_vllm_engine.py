@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -380,15 +381,13 @@ def vllm_server(tmp_path_factory):
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def server_probe(folder: str, **change):
-    """The probe the trainer computes of its base model (here the saved folder), with some fields changed."""
-    from dataclasses import replace
-
+def server_probe(folder: str):
+    """The probe the trainer computes of its base model (here the saved folder)."""
     from insight_lightning.policy.loading import build_base_policy
     from insight_lightning.rollout.vllm_server import probe_of
 
     base, tokenizer = build_base_policy(PolicyConfig(name=folder))
-    return replace(probe_of(base, tokenizer, folder), **change)
+    return probe_of(base, tokenizer, folder)
 
 
 @needs_vllm
@@ -419,14 +418,8 @@ def test_a_server_of_another_model_is_refused_in_one_sentence_naming_both(vllm_s
     VLLMServerEngine(vllm_server.base, settings, [2], 0, 8, probe)  # the same model passes
     other = server_probe(vllm_server.other)  # same shapes and vocabulary, other weights
     assert "its log-probs of a probe text differ from the trainer's by" in refusal(other)
-    assert "fewer than the trainer's" in refusal(replace_vocab(probe, +1))
-    assert "more than the trainer's" in refusal(replace_vocab(probe, -1))
-
-
-def replace_vocab(probe, change: int):
-    from dataclasses import replace
-
-    return replace(probe, vocab_size=probe.vocab_size + change)
+    assert "fewer than the trainer's" in refusal(replace(probe, vocab_size=probe.vocab_size + 1))
+    assert "more than the trainer's" in refusal(replace(probe, vocab_size=probe.vocab_size - 1))
 
 
 def server_fit(tmp_path: Path, tiny_fit_args, server: VLLMServer, base: str, steps: int, *extra: str):

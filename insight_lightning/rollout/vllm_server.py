@@ -18,7 +18,7 @@ import urllib.error
 import urllib.request
 import uuid
 from dataclasses import dataclass
-from time import sleep
+from time import sleep  # a name of this module: tests record the backoff instead of waiting
 
 import torch
 from torch import Tensor, nn
@@ -55,7 +55,7 @@ class ModelProbe:
 @torch.no_grad()
 def probe_of(model: nn.Module, tokenizer, name: str) -> ModelProbe:
     """The probe of the trainer's base model (before any adapter), computed once at start."""
-    token_ids = tokenizer(PROBE_TEXT, add_special_tokens=False)["input_ids"][:48]
+    token_ids = tokenizer(PROBE_TEXT, add_special_tokens=False)["input_ids"][:48]  # a character tokenizer's too
     vocab_size = max(len(tokenizer), model.get_input_embeddings().weight.shape[0])
     device = model.get_input_embeddings().weight.device
     ids = torch.tensor([token_ids], device=device)  # [1, L]
@@ -68,11 +68,11 @@ class ServerUnavailable(Exception):
     """No answer, or a 5xx: what a retry may fix."""
 
 
-class ServerRefused(Exception):
-    """A 4xx answer: the server is up and said no."""
+class ServerRefused(RolloutEngineError):
+    """A 4xx answer: the server is up and said no (callers handle the refusals they expect)."""
 
-    def __init__(self, status: int, detail: str) -> None:
-        super().__init__(detail)
+    def __init__(self, message: str, status: int, detail: str) -> None:
+        super().__init__(message)
         self.status, self.detail = status, detail
 
 
@@ -115,8 +115,7 @@ class VLLMServerEngine(SyncedEngine):
         self.probe = probe
         self.adapters = AdapterFolders(settings.adapter_dir)
         atexit.register(self.adapters.close)
-        self.served: str | None = None  # the adapter the server holds for this engine
-        self.served_folder: str | None = None
+        self.served: str | None = None  # the adapter the server holds for this engine (from self.adapters.current)
         self.instance = f"policy-{uuid.uuid4().hex[:8]}-rank{rank}"  # unique per engine: ranks share one server
         self.outage = False  # a request failed since the last check that the server serves our base model
         try:
@@ -141,8 +140,9 @@ class VLLMServerEngine(SyncedEngine):
             detail = " ".join(err.read().decode(errors="replace").split())[:500]
             if err.code >= 500:
                 raise ServerUnavailable(f"HTTP {err.code}: {detail}") from None
-            raise ServerRefused(err.code, detail) from None
-        except (urllib.error.URLError, ConnectionError, TimeoutError, http.client.HTTPException, OSError) as err:
+            message = f"The vLLM server at {self.url} refused {method} {path}: {detail}"
+            raise ServerRefused(message, err.code, detail) from None
+        except (OSError, http.client.HTTPException) as err:  # refused, reset, timed out (URLError is an OSError)
             reason = getattr(err, "reason", None) or err
             raise ServerUnavailable(str(reason) or type(err).__name__) from None
         try:
@@ -182,16 +182,10 @@ class VLLMServerEngine(SyncedEngine):
                 sleep(wait)
                 backoff = min(2 * backoff, MAX_BACKOFF_S)
 
-    def refused(self, method: str, path: str, refusal: ServerRefused) -> RolloutEngineError:
-        return RolloutEngineError(f"The vLLM server at {self.url} refused {method} {path}: {refusal.detail}")
-
     # ------------------------------------------------------------------------------------------ the served model
     def check_server(self) -> None:
         """The server answers and serves the trainer's base model; otherwise one sentence naming both."""
-        try:
-            models = self._request("GET", "/v1/models")
-        except ServerRefused as refusal:
-            raise self.refused("GET", "/v1/models", refusal) from None
+        models = self._request("GET", "/v1/models")
         served = [m["id"] for m in models.get("data", [])]
         if self.model_name not in served and served:
             self.model_name = served[0]  # the server's name for its base model (a folder path, usually)
@@ -216,15 +210,16 @@ class VLLMServerEngine(SyncedEngine):
         try:
             served = self._prompt_logprobs([*probe.token_ids, last])  # the largest id must be in its vocabulary
         except ServerRefused as refusal:
-            if "out of vocabulary" in refusal.detail:
-                raise other_model(f"its vocabulary has fewer than the trainer's {probe.vocab_size} tokens") from None
-            raise self.refused("POST", "/v1/completions", refusal) from None
+            if "out of vocabulary" not in refusal.detail:
+                raise
+            raise other_model(f"its vocabulary has fewer than the trainer's {probe.vocab_size} tokens") from None
         try:
             self._prompt_logprobs([probe.vocab_size])  # ... and one past it must not be
-            raise other_model(f"its vocabulary has more than the trainer's {probe.vocab_size} tokens")
         except ServerRefused as refusal:
             if "out of vocabulary" not in refusal.detail:
-                raise self.refused("POST", "/v1/completions", refusal) from None
+                raise
+        else:
+            raise other_model(f"its vocabulary has more than the trainer's {probe.vocab_size} tokens")
         diffs = [abs(a - b) for a, b in zip(served[1 : len(probe.token_ids)], probe.logprobs, strict=True)]
         mean = sum(diffs) / max(len(diffs), 1)
         tolerance = self.settings.server_probe_tolerance
@@ -238,7 +233,7 @@ class VLLMServerEngine(SyncedEngine):
         """After an outage: the same base model still, and this engine's adapter loaded (a restart loses it)."""
         self.check_server()
         if self.served is not None:
-            self._load(self.served, self.served_folder)
+            self._load(self.served, str(self.adapters.current))
             log.warning(
                 "vLLM server at %s is back and serves the same base model; adapter %s is loaded", self.url, self.served
             )
@@ -249,14 +244,14 @@ class VLLMServerEngine(SyncedEngine):
             self._request("POST", "/v1/load_lora_adapter", {"lora_name": name, "lora_path": folder})
         except ServerRefused as refusal:
             if "has already been loaded" not in refusal.detail:  # a retried load whose first try had landed
-                raise self.refused("POST", "/v1/load_lora_adapter", refusal) from None
+                raise
 
     def _unload(self, name: str) -> None:
         try:
             self._request("POST", "/v1/unload_lora_adapter", {"lora_name": name})
         except ServerRefused as refusal:
             if refusal.status != 404:  # a restarted server no longer has it: nothing to unload
-                raise self.refused("POST", "/v1/unload_lora_adapter", refusal) from None
+                raise
 
     def push_weights(self, model: nn.Module) -> None:
         """Load the current adapter into the server under a new name (and unload the previous one)."""
@@ -265,7 +260,7 @@ class VLLMServerEngine(SyncedEngine):
         folder = str(self.adapters.write(model, self.version))
         name = f"{self.instance}-v{self.version}"
         self._load(name, folder)
-        previous, self.served, self.served_folder = self.served, name, folder
+        previous, self.served = self.served, name
         if previous is not None:
             self._unload(previous)
 
@@ -298,6 +293,6 @@ class VLLMServerEngine(SyncedEngine):
                 return self._request("POST", "/v1/completions", {**body, "model": self.served})
             except ServerRefused as refusal:
                 if refusal.status != 404:
-                    raise self.refused("POST", "/v1/completions", refusal) from None
+                    raise
                 self.outage = True  # "the model does not exist": a restarted server without our adapter
         raise RolloutEngineError(f"The vLLM server at {self.url} keeps losing adapter {self.served} after loading it")

@@ -60,7 +60,7 @@ class VLLMSettings:
     run stops with the last checkpoint intact; covers a server restart."""
     server_probe_tolerance: float = 0.1
     """vllm_server: largest mean absolute difference (nats a token) between the server's and the trainer's log-probs
-    of a probe text before the server counts as serving another model (bfloat16 against float32 stays well below)."""
+    of a probe text before the server counts as serving another model (raise it for a server in another dtype)."""
     adapter_dir: str | None = None
     """Folder for the adapter handed to vLLM each step; a vLLM server must be able to read it (null: a tmpfs folder)."""
     lora_sync: Literal["adapter", "merged"] = "adapter"
