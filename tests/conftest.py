@@ -119,6 +119,12 @@ def cli_in_process(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
     fresh interpreter or environment variables read at import time use cli()."""
     from insight_lightning.cli.app import run_from_command_line
 
+    return in_process(run_from_command_line, ["python", "-m", "insight_lightning"], list(args), cwd)
+
+
+def in_process(entry, prog: list[str], argv: list[str], cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    """`entry(argv)`, a command's main function, run here as `prog argv` would run: its output, and its exit code
+    (a SystemExit's message goes to stderr, as the interpreter writes it)."""
     out, err = io.StringIO(), io.StringIO()
     # Handlers made at import time (Lightning's, e.g. "Seed set to 0") hold the streams of that moment: send them here.
     handlers = [
@@ -135,16 +141,16 @@ def cli_in_process(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
         for handler, stream in zip(handlers, streams):
             handler.setStream(out if stream is sys.stdout else err)
         with contextlib.chdir(cwd), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            run_from_command_line(list(args))
+            entry(argv)
     except SystemExit as exit:
         code = exit.code if isinstance(exit.code, int) else int(exit.code is not None)
+        if isinstance(exit.code, str):
+            err.write(exit.code + "\n")
     finally:
         logging.getLogger().removeHandler(propagated)
         for handler, stream in zip(handlers, streams):
             handler.setStream(stream)
-    return subprocess.CompletedProcess(
-        ["python", "-m", "insight_lightning", *args], code, out.getvalue(), err.getvalue()
-    )
+    return subprocess.CompletedProcess([*prog, *argv], code, out.getvalue(), err.getvalue())
 
 
 def free_port() -> int:

@@ -3,12 +3,12 @@
 import json
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, subprocess_env
+from conftest import in_process
 
+from insight_lightning.race.__main__ import main as race_main
 from insight_lightning.race.cpu_signature import describe
 from insight_lightning.race.plan import RaceSettings, RunSpec, all_runs, parse_variant, sampler_args
 from insight_lightning.race.report import markdown, summarise
@@ -105,11 +105,12 @@ TOY_RACE = [
 ]
 
 
-def race(tmp_path: Path, *args: str, name: str = "toy", timeout: int = 900) -> subprocess.CompletedProcess:
-    """One invocation of a toy race whose ledger lives in tmp_path/ledger/NAME and work files in tmp_path/work."""
+def race(tmp_path: Path, *args: str, name: str = "toy") -> subprocess.CompletedProcess:
+    """One invocation of a toy race whose ledger lives in tmp_path/ledger/NAME and work files in tmp_path/work. The
+    race itself runs in this process (its runs are still processes of their own): a fresh interpreter would spend
+    ~5 s importing for each of this file's nine invocations."""
     where = ["--name", name, "--ledger-root", str(tmp_path / "ledger"), "--out", str(tmp_path / "work")]
-    command = [sys.executable, "-m", "insight_lightning.race", *where, *TOY_RACE, *args]
-    return subprocess.run(command, cwd=ROOT, env=subprocess_env(), capture_output=True, text=True, timeout=timeout)
+    return in_process(race_main, ["python", "-m", "insight_lightning.race"], [*where, *TOY_RACE, *args])
 
 
 def test_a_miniature_race_runs_resumes_and_reports(tmp_path):
@@ -151,27 +152,27 @@ def test_a_miniature_race_runs_resumes_and_reports(tmp_path):
     # every run starts from the one shared warm-start: the same accuracy before RL for the same seed
     before = {p.stem: json.loads(p.read_text())["accuracy"][0][1] for p in results}
     assert before["main__insight-score-mi__seed0"] == before["main__uniform__seed0"]
-    again = race(tmp_path, *args, timeout=300)
+    again = race(tmp_path, *args)
     assert again.returncode == 0 and "resuming: 4 runs already in" in again.stdout
     # an interrupted run (no ledger file yet, a partial events file left behind) is rerun from a clean log folder
     (folder / "runs" / "main__uniform__seed1.json").unlink()
     stale_dir = tmp_path / "work" / "runs" / "main__uniform__seed1" / "version_0"
     (stale_file,) = stale_dir.glob("events.*")
     shutil.copy(stale_file, stale_dir / "events.out.tfevents.0.interrupted")
-    rerun = race(tmp_path, *args, timeout=300)
+    rerun = race(tmp_path, *args)
     assert rerun.returncode == 0 and "resuming: 3 runs already in" in rerun.stdout
     assert len(list(stale_dir.glob("events.*"))) == 1
     rerun_record = json.loads((folder / "runs" / "main__uniform__seed1.json").read_text())
     assert [step for step, _ in rerun_record["accuracy"]] == [0, 2]
-    other = race(tmp_path, *args, "--lr", "0.1", timeout=300)
+    other = race(tmp_path, *args, "--lr", "0.1")
     assert other.returncode != 0 and "holds a race with other settings" in other.stderr
     # a third seed grows the same race: only its two runs are made
-    grown = race(tmp_path, *args, "--seeds", "3", timeout=300)
+    grown = race(tmp_path, *args, "--seeds", "3")
     assert grown.returncode == 0 and "resuming: 4 runs already in" in grown.stdout, grown.stderr[-3000:]
     assert len(list((folder / "runs").glob("*.json"))) == 6
     # the report is rebuilt from the ledger alone
     (folder / "race.md").unlink()
-    rebuilt = race(tmp_path, *args, "--report-only", timeout=300)
+    rebuilt = race(tmp_path, *args, "--report-only")
     assert rebuilt.returncode == 0 and "| uniform | 3 |" in (folder / "race.md").read_text()
 
 
