@@ -126,7 +126,7 @@ def test_tensor_parallelism_under_fsdp2_fails_with_one_line(tiny_fit_args):
     )
 
 
-def test_a_static_cache_under_fsdp2_is_refused():
+def test_a_static_cache_or_the_colocated_vllm_engine_under_fsdp2_is_refused():
     # the same check and error path as above, given a 2-rank data-parallel mesh (a subprocess run costs ~15 s)
     class Mesh:
         def size(self) -> int:
@@ -137,8 +137,11 @@ def test_a_static_cache_under_fsdp2_is_refused():
             return self
 
     with pytest.raises(ValueError, match="model.rollout.cache=static is not supported with FSDP2"):
-        check_strategy_settings(RolloutConfig(cache="static"), torch.device("cpu"), Mesh(), world_size=2)
-    check_strategy_settings(RolloutConfig(cache="dynamic"), torch.device("cpu"), Mesh(), world_size=2)
+        check_strategy_settings(RolloutConfig(cache="static"), torch.device("cpu"), Mesh())
+    check_strategy_settings(RolloutConfig(cache="dynamic"), torch.device("cpu"), Mesh())
+    with pytest.raises(ValueError, match="engine=vllm \\(colocated\\) runs under DDP but not FSDP2"):
+        check_strategy_settings(RolloutConfig(engine="vllm"), torch.device("cpu"), Mesh())
+    check_strategy_settings(RolloutConfig(engine="vllm"), torch.device("cpu"), None)  # DDP: no mesh
 
 
 @pytest.mark.parametrize(

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+import types
 from dataclasses import replace
 from pathlib import Path
 
@@ -78,6 +79,25 @@ def test_the_vllm_engine_without_vllm_installed_is_one_sentence_from_the_cli(tmp
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith("error: rollout.engine=vllm needs vLLM")
     assert "Traceback" not in result.stderr
+
+
+def test_under_ddp_each_ranks_engine_is_built_by_vllms_external_launcher_on_its_own_device(monkeypatch):
+    """The arguments and environment vLLM gets (a stand-in LLM records them): one process builds as before; a rank of
+    several names its rank and its CUDA device's index, which vLLM's external launcher reads, only while it builds."""
+    built = []
+
+    class RecordingLLM:
+        def __init__(self, **kwargs) -> None:
+            built.append((kwargs.get("distributed_executor_backend"), os.environ.get("RANK"), os.environ["LOCAL_RANK"]))
+
+    monkeypatch.setitem(sys.modules, "vllm", types.SimpleNamespace(LLM=RecordingLLM))
+    monkeypatch.setenv("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+    monkeypatch.delenv("RANK", raising=False)
+    monkeypatch.setenv("LOCAL_RANK", "1")  # as Lightning's launcher sets it for the second process
+    for device, rank, world_size in ((CPU, 0, 1), (CPU, 3, 4), (torch.device("cuda", 2), 3, 4)):
+        VLLMColocatedEngine("model", VLLMSettings(), [2], 0, None, 64, device=device, rank=rank, world_size=world_size)
+    assert built == [(None, None, "1"), ("external_launcher", "3", "0"), ("external_launcher", "3", "2")]
+    assert "RANK" not in os.environ and os.environ["LOCAL_RANK"] == "1"  # Lightning's own variables as they were
 
 
 # ------------------------------------------------------------------------------------------------- with vLLM
@@ -224,6 +244,34 @@ def test_three_step_fit_with_the_colocated_engine_logs_the_correction_and_sync(t
     tags = set(events(tmp_path / "runs").Tags()["scalars"])
     new = {"time/weight_sync_s", "rollout/logprob_abs_diff", "rollout/logprob_abs_diff_max", "rollout/is_ratio"}
     assert new <= tags, new - tags
+    diffs = [e.value for e in events(tmp_path / "runs").Scalars("rollout/logprob_abs_diff_max")]
+    assert len(diffs) == 3 and max(diffs) < 1e-2
+
+
+@needs_vllm
+def test_two_ddp_ranks_roll_out_with_an_engine_each_and_train_alike(tiny_fit_args, tmp_path):
+    """DDP on 2 gloo ranks, each with its own colocated engine in vLLM's external-launcher mode (vLLM joins the
+    trainer's process group): every rank rolls out its half of the step's prompts with the current adapter, and
+    the ranks end with the same beliefs and weights."""
+    from conftest import cli
+    from test_cli_fit import SIGNAL, events, probe_args
+
+    vllm = ["--model.rollout.engine=vllm", f"--model.rollout.vllm.kv_cache_gib={KV_CACHE_GIB}"]
+    ddp = ["--trainer.strategy=ddp", "--trainer.devices=2", "--trainer.accelerator=cpu"]
+    extra = [*SIGNAL, *ddp, *vllm, "--model.warm_start=null", "--model.grpo.micro_batch_size=4"]
+    result = cli(*tiny_fit_args(3, *extra, *probe_args(tmp_path / "probe")))
+    assert result.returncode == 0, result.stderr[-4000:]
+    launched = re.findall(r"pid=(\d+)\).*Using external launcher for distributed inference", result.stdout)
+    assert len(set(launched)) == 2  # one engine in each rank's process
+    rank0, rank1 = (torch.load(tmp_path / "probe" / f"rank{rank}.pt") for rank in (0, 1))
+    assert rank0["global_step"] == 3 and rank0["selections"] == rank1["selections"]
+    assert torch.equal(rank0["alpha"], rank1["alpha"]) and torch.equal(rank0["beta"], rank1["beta"])
+    # both ranks' rollouts reached the beliefs: 8 prompts a step (4 per rank) x K=4, over a prior of 2 per prompt
+    assert (rank0["alpha"] + rank0["beta"]).sum().item() == 64 * 2 + 3 * 8 * 4
+    assert all(torch.equal(rank0["weights"][name], weight) for name, weight in rank1["weights"].items())
+    assert any(weight.abs().sum() > 0 for name, weight in rank0["weights"].items() if "lora_B" in name)
+    # the behaviour log-probs of every rank's engine match its trainer's (the logged value is the ranks' mean): a
+    # rank whose engine served an older adapter would differ
     diffs = [e.value for e in events(tmp_path / "runs").Scalars("rollout/logprob_abs_diff_max")]
     assert len(diffs) == 3 and max(diffs) < 1e-2
 

@@ -3,6 +3,7 @@ adapter after each update."""
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import weakref
@@ -24,6 +25,21 @@ from insight_lightning.rollout.vllm_sync import (
 )
 
 
+@contextlib.contextmanager
+def environment(**values: str):
+    """These environment variables set for the block, then as they were."""
+    before = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 class VLLMColocatedEngine(SyncedEngine):
     """A vllm.LLM in this process, on this process's device, loading the same base model as the trainer.
 
@@ -34,6 +50,8 @@ class VLLMColocatedEngine(SyncedEngine):
         lora_rank: the adapter's rank (None: full fine-tuning, weights are loaded in place each step).
         max_model_len: the longest prompt + completion (settings.max_model_len overrides it).
         seed: vLLM's sampling seed.
+        rank, world_size: this process's place among the training ranks; with several, each rank builds its own
+            engine at the same point of setup (vLLM makes its groups from the trainer's, a collective).
     """
 
     def __init__(
@@ -47,6 +65,8 @@ class VLLMColocatedEngine(SyncedEngine):
         seed: int = 0,
         device: torch.device | None = None,
         owned_folder: str | None = None,
+        rank: int = 0,
+        world_size: int = 1,
     ) -> None:
         self.settings = settings
         self.owned_folder = owned_folder  # a base saved for vLLM alone: removed by close() or at exit
@@ -89,7 +109,17 @@ class VLLMColocatedEngine(SyncedEngine):
             kwargs["kv_cache_memory_bytes"] = int(settings.kv_cache_gib * 2**30)
         if self.serves_adapter:
             kwargs.update(enable_lora=True, max_lora_rank=lora_rank, max_loras=1)
-        self.llm = LLM(**kwargs)
+        if world_size > 1:
+            # Under DDP each rank generates for its own prompts: vLLM joins the trainer's process group and makes
+            # size-1 tensor/pipeline groups per rank. Its external launcher (torchrun's mode) takes this rank and
+            # device from RANK and LOCAL_RANK, which Lightning's own launcher does not set; uniproc would put every
+            # rank's engine on cuda:0.
+            kwargs["distributed_executor_backend"] = "external_launcher"
+            local = str(device.index or 0) if on_cuda else "0"
+            with environment(RANK=str(rank), LOCAL_RANK=local):
+                self.llm = LLM(**kwargs)
+        else:
+            self.llm = LLM(**kwargs)
 
     def close(self) -> None:
         """Free the engine and remove its folders (adapters, a base saved for it); it cannot generate afterwards."""

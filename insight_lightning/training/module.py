@@ -96,9 +96,8 @@ class GRPOModule(L.LightningModule):
         # Built here rather than in configure_model: Lightning runs configure_model inside its tensor-init
         # contexts (device, dtype, empty init), which would also wrap, and slow down, the warm-start training.
         device = self.trainer.strategy.root_device if self._trainer is not None else torch.device("cpu")
-        world_size = self.trainer.world_size if self._trainer is not None else 1
         # before the model is loaded or warm-started
-        check_strategy_settings(self.rollout, device, self._device_mesh, world_size)
+        check_strategy_settings(self.rollout, device, self._device_mesh)
         self.build_policy()
 
     def build_policy(self) -> None:

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from transformers import PreTrainedModel
 
 from insight_lightning.policy.fsdp import shard_policy, unsharded_for_generation
-from insight_lightning.policy.gguf_cache import plain_float_model
+from insight_lightning.policy.hf_folder import save_hf_folder
 from insight_lightning.policy.loading import (
     PolicyConfig,
     apply_adapter,
@@ -206,7 +206,9 @@ def build_engine(
     folder = vllm_base_folder(config, base, tokenizer, warm_started)
     owned = folder if Path(folder).name.startswith(BASE_FOLDER_PREFIX) else None
     max_len = min(max_model_len, limit) if limit else max_model_len
-    return VLLMColocatedEngine(folder, settings, eos, pad, lora_rank, max_len, seed, device, owned)
+    # vLLM joins the trainer's process group when there is one (DDP): every rank's engine is built here, in setup
+    world_size = torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
+    return VLLMColocatedEngine(folder, settings, eos, pad, lora_rank, max_len, seed, device, owned, rank, world_size)
 
 
 BASE_FOLDER_PREFIX = "insight_lightning_vllm_base_"
@@ -221,8 +223,7 @@ def vllm_base_folder(config: PolicyConfig, base: PreTrainedModel, tokenizer, war
     if copy is not None:
         return str(copy)  # the GGUF model's float copy is already a Hugging Face folder
     folder = tempfile.mkdtemp(prefix=BASE_FOLDER_PREFIX)
-    plain_float_model(base).save_pretrained(folder, safe_serialization=True)
-    tokenizer.save_pretrained(folder)
+    save_hf_folder(base, tokenizer, folder)
     return folder
 
 

@@ -62,13 +62,13 @@ def check_sampling_settings(rollout: RolloutConfig) -> None:
             return
 
 
-def check_strategy_settings(rollout: RolloutConfig, device: torch.device, mesh, world_size: int = 1) -> None:
+def check_strategy_settings(rollout: RolloutConfig, device: torch.device, mesh) -> None:
     """Settings the run's device or strategy cannot honour; mesh: ModelParallelStrategy's device mesh (or None)."""
-    if rollout.engine == "vllm" and world_size > 1:
-        # each rank would need an engine pinned to its own device (vLLM's external_launcher), not built or tested yet
+    if rollout.engine == "vllm" and mesh is not None:
+        # each rank's engine would need the whole model gathered from the shards at every sync; not built yet
         raise ValueError(
-            "model.rollout.engine=vllm (colocated) runs in single-process training only for now; with several "
-            "ranks use rollout.engine=vllm_server (every rank talks to one vLLM server), or train on one device"
+            "model.rollout.engine=vllm (colocated) runs under DDP but not FSDP2 (ModelParallelStrategy) for now: "
+            "use trainer.strategy=ddp, or rollout.engine=vllm_server with a server that holds the base model"
         )
     if mesh is not None and mesh.size() != mesh["data_parallel"].size():
         raise ValueError(
