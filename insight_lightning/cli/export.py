@@ -16,7 +16,7 @@ from pathlib import Path
 from insight_lightning.checkpoints.io import CheckpointReadError, read_checkpoint
 from insight_lightning.cli.app import CLI_SETTINGS, USER_ERRORS, InsightCLI, quiet_known_warnings, resolve_config
 from insight_lightning.cli.errors import explain
-from insight_lightning.policy.gguf_cache import plain_float_model
+from insight_lightning.policy.hf_folder import plain_float_model
 from insight_lightning.selection.data_module import PromptDataModule
 from insight_lightning.training.module import GRPOModule
 

@@ -16,28 +16,11 @@ import tempfile
 from pathlib import Path
 
 import transformers
-from torch import nn
+
+from insight_lightning.policy.hf_folder import save_hf_folder
 
 DEFAULT_CACHE_DIR = "~/.cache/insight_lightning/gguf"
 _DONE = "insight_lightning_gguf_source.txt"  # written last: a folder without it is an interrupted copy
-
-
-def plain_float_model(model: nn.Module) -> nn.Module:
-    """The model without its GGUF loading state, so that save_pretrained writes plain safetensors."""
-    quantizer = getattr(model, "hf_quantizer", None)
-    if quantizer is None:
-        return model
-    method = getattr(quantizer.quantization_config, "quant_method", None)
-    if getattr(method, "value", method) != "gguf":
-        return model  # another quantizer: save_pretrained serialises it (or says why not)
-    if any(not p.is_floating_point() for p in model.parameters()):
-        raise ValueError(
-            "The policy was loaded with its GGUF weights kept packed (the `kernels` package is installed), so they "
-            "cannot be merged and saved: uninstall `kernels` to load them dequantised, then export again."
-        )
-    # The weights were dequantised at load: only the quantizer bookkeeping makes save_pretrained refuse.
-    quantizer.remove_quantization_config(model)
-    return model
 
 
 def source_key(gguf_path: Path) -> str:
@@ -63,8 +46,7 @@ def write_copy(model, tokenizer, copy: Path, gguf_path: Path) -> None:
     copy.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{copy.name}.", dir=copy.parent))
     try:
-        plain_float_model(model).save_pretrained(staging, safe_serialization=True)
-        tokenizer.save_pretrained(staging)
+        save_hf_folder(model, tokenizer, staging)  # on every rank: each may be the first to load this file
         (staging / _DONE).write_text(source_key(gguf_path))
         if copy.exists():  # an interrupted copy, or another rank finished first: replace it with a whole one
             shutil.rmtree(copy, ignore_errors=True)
