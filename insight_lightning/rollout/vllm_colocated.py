@@ -109,16 +109,15 @@ class VLLMColocatedEngine(SyncedEngine):
             kwargs["kv_cache_memory_bytes"] = int(settings.kv_cache_gib * 2**30)
         if self.serves_adapter:
             kwargs.update(enable_lora=True, max_lora_rank=lora_rank, max_loras=1)
+        ranks = {}
         if world_size > 1:
             # Under DDP each rank generates for its own prompts: vLLM joins the trainer's process group and makes
             # size-1 tensor/pipeline groups per rank. Its external launcher (torchrun's mode) takes this rank and
             # device from RANK and LOCAL_RANK, which Lightning's own launcher does not set; uniproc would put every
             # rank's engine on cuda:0.
             kwargs["distributed_executor_backend"] = "external_launcher"
-            local = str(device.index or 0) if on_cuda else "0"
-            with environment(RANK=str(rank), LOCAL_RANK=local):
-                self.llm = LLM(**kwargs)
-        else:
+            ranks = {"RANK": str(rank), "LOCAL_RANK": str(device.index or 0) if on_cuda else "0"}
+        with environment(**ranks):
             self.llm = LLM(**kwargs)
 
     def close(self) -> None:

@@ -68,7 +68,7 @@ def check_strategy_settings(rollout: RolloutConfig, device: torch.device, mesh) 
         # each rank's engine would need the whole model gathered from the shards at every sync; not built yet
         raise ValueError(
             "model.rollout.engine=vllm (colocated) runs under DDP but not FSDP2 (ModelParallelStrategy) for now: "
-            "use trainer.strategy=ddp, or rollout.engine=vllm_server with a server that holds the base model"
+            "use trainer.strategy=ddp (an engine per rank), or rollout.engine=hf"
         )
     if mesh is not None and mesh.size() != mesh["data_parallel"].size():
         raise ValueError(
