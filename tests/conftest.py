@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -122,7 +123,9 @@ def cli_in_process(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
     return in_process(run_from_command_line, ["python", "-m", "insight_lightning"], list(args), cwd)
 
 
-def in_process(entry, prog: list[str], argv: list[str], cwd: Path = ROOT) -> subprocess.CompletedProcess:
+def in_process(
+    entry: Callable[[list[str]], object], prog: list[str], argv: list[str], cwd: Path = ROOT
+) -> subprocess.CompletedProcess:
     """`entry(argv)`, a command's main function, run here as `prog argv` would run: its output, and its exit code
     (a SystemExit's message goes to stderr, as the interpreter writes it)."""
     out, err = io.StringIO(), io.StringIO()

@@ -139,9 +139,17 @@ def test_a_static_cache_or_the_colocated_vllm_engine_under_fsdp2_is_refused():
     with pytest.raises(ValueError, match="model.rollout.cache=static is not supported with FSDP2"):
         check_strategy_settings(RolloutConfig(cache="static"), torch.device("cpu"), Mesh())
     check_strategy_settings(RolloutConfig(cache="dynamic"), torch.device("cpu"), Mesh())
-    with pytest.raises(ValueError, match="engine=vllm \\(colocated\\) runs under DDP but not FSDP2"):
-        check_strategy_settings(RolloutConfig(engine="vllm"), torch.device("cpu"), Mesh())
-    check_strategy_settings(RolloutConfig(engine="vllm"), torch.device("cpu"), None)  # DDP: no mesh
+    from lightning.pytorch.strategies import DDPStrategy, FSDPStrategy, ModelParallelStrategy
+
+    def on_two_ranks(strategy: type) -> object:  # as the strategy reports itself in a 2-process run
+        return type(strategy.__name__, (strategy,), {"world_size": 2})()
+
+    colocated, cpu = RolloutConfig(engine="vllm"), torch.device("cpu")
+    for sharded in (ModelParallelStrategy, FSDPStrategy):
+        with pytest.raises(ValueError, match=f"on several ranks under DDP only, not {sharded.__name__}: use"):
+            check_strategy_settings(colocated, cpu, None, on_two_ranks(sharded))
+    check_strategy_settings(colocated, cpu, None, on_two_ranks(DDPStrategy))  # an engine per rank
+    check_strategy_settings(colocated, cpu, Mesh(), ModelParallelStrategy())  # one process: nothing to shard over
 
 
 @pytest.mark.parametrize(

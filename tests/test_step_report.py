@@ -6,7 +6,13 @@ import torch
 from insight_lightning.cli.app import run_from_command_line
 from insight_lightning.rollout.engine import RolloutBatch, completion_mask_from_eos
 from insight_lightning.rollout.scoring import GroupScores
-from insight_lightning.training.step_report import NoLearningSignal, SignalWatch, frac_truncated, sample_rows
+from insight_lightning.training.step_report import (
+    NoLearningSignal,
+    SignalWatch,
+    frac_truncated,
+    mean_over_ranks,
+    sample_rows,
+)
 
 
 class _Experience:
@@ -70,3 +76,28 @@ def test_a_run_without_any_signal_stops_with_advice(tiny_fit_args, capsys):
     assert "Step 1 had no learning signal" in err
     last = err.strip().splitlines()[-1]
     assert last.startswith("error: Steps 1-2 had no learning signal") and "model.warm_start" in last
+
+
+class _TwoRanks:
+    """A strategy's all_gather as two ranks would answer it: this rank's values, then the other rank's."""
+
+    def __init__(self, other: dict[str, float]) -> None:
+        self.other = other
+
+    def all_gather(self, stacked: torch.Tensor) -> torch.Tensor:
+        return torch.stack([stacked, torch.tensor(list(self.other.values()), dtype=stacked.dtype)])
+
+
+def test_step_metrics_over_ranks_are_means_extremes_are_extremes_and_event_counts_sums():
+    mine = {"train/reward": 0.2, "rollout/logprob_abs_diff_max": 0.01, "rollout/is_ratio_min": 0.9}
+    mine["train/verifier_timeouts"] = 1.0
+    other = {"train/reward": 0.6, "rollout/logprob_abs_diff_max": 0.3, "rollout/is_ratio_min": 0.5}
+    other["train/verifier_timeouts"] = 2.0
+    values = mean_over_ranks({k: torch.tensor(v) for k, v in mine.items()}, _TwoRanks(other), 2, torch.device("cpu"))
+    # a rank whose engine differs from its trainer shows in the maximum, not halved by the other rank
+    assert values == pytest.approx(
+        {"train/reward": 0.4, "rollout/logprob_abs_diff_max": 0.3, "rollout/is_ratio_min": 0.5}
+        | {"train/verifier_timeouts": 3.0}
+    )
+    one = mean_over_ranks({k: torch.tensor(v) for k, v in mine.items()}, None, 1, torch.device("cpu"))
+    assert one == pytest.approx(mine)

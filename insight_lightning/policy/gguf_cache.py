@@ -48,7 +48,10 @@ def write_copy(model, tokenizer, copy: Path, gguf_path: Path) -> None:
     try:
         save_hf_folder(model, tokenizer, staging)  # on every rank: each may be the first to load this file
         (staging / _DONE).write_text(source_key(gguf_path))
-        if copy.exists():  # an interrupted copy, or another rank finished first: replace it with a whole one
+        if is_complete(copy, gguf_path):  # another rank finished first and may be reading it now: keep that one
+            shutil.rmtree(staging, ignore_errors=True)
+            return
+        if copy.exists():  # an interrupted copy: replace it with a whole one
             shutil.rmtree(copy, ignore_errors=True)
         os.replace(staging, copy)
     except OSError:

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 
-from safetensors.torch import save_file
 from torch import nn
 from transformers import PreTrainedModel
 
@@ -28,26 +26,21 @@ def plain_float_model(model: nn.Module) -> nn.Module:
     return model
 
 
-def save_hf_folder(model: PreTrainedModel, tokenizer, folder: str | Path) -> None:
-    """Config, generation config, safetensors weights and tokenizer in `folder`, as save_pretrained writes them.
+RANK_GATE = "should_save_on_this_rank"
+"""What transformers 5's save_pretrained asks before writing: no on every rank but 0 once a process group exists."""
 
-    save_pretrained writes nothing on ranks other than 0 once a process group exists, yet under DDP each rank's vLLM
-    engine loads its own copy (ranks may sit on different nodes) and any rank may be the first to cache a GGUF
-    model's float copy: here every rank writes.
+
+def save_hf_folder(model: PreTrainedModel, tokenizer, folder: str | Path) -> None:
+    """`save_pretrained` of the model and its tokenizer into `folder`, written by this process whatever its rank.
+
+    Under DDP each rank's vLLM engine loads its own copy of a tiny or warm-started base (ranks may sit on different
+    nodes), and any rank may be the first to cache a GGUF model's float copy. Only the rank gate is lifted: the rest
+    of save_pretrained (tied weights, key conversions, shards) is unchanged.
     """
-    model = plain_float_model(model)  # a GGUF-loaded model's config would otherwise still name its quantisation
-    folder = Path(folder)
-    config = copy.deepcopy(model.config)
-    config.architectures = [type(model).__name__]  # how vLLM picks its implementation
-    config.dtype = str(next(model.parameters()).dtype).removeprefix("torch.")  # what vLLM's dtype=auto reads
-    config.save_pretrained(folder)
-    if getattr(model, "generation_config", None) is not None:
-        model.generation_config.save_pretrained(folder)
-    weights = model.state_dict()
-    output, embedding = model.get_output_embeddings(), model.get_input_embeddings()
-    if output is not None and output.weight is embedding.weight:  # tied: stored once, under the embedding's name
-        (head,) = [name for name, module in model.named_modules() if module is output]
-        del weights[f"{head}.weight"]
-    tensors = {name: tensor.detach().contiguous() for name, tensor in weights.items()}
-    save_file(tensors, folder / "model.safetensors", metadata={"format": "pt"})
+    model = plain_float_model(model)  # a GGUF-loaded model's quantizer would otherwise refuse to save
+    setattr(model, RANK_GATE, lambda is_main_process: is_main_process)  # an instance attribute shadows the method
+    try:
+        model.save_pretrained(folder, safe_serialization=True)
+    finally:
+        delattr(model, RANK_GATE)
     tokenizer.save_pretrained(folder)

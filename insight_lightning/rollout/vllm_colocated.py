@@ -26,7 +26,7 @@ from insight_lightning.rollout.vllm_sync import (
 
 
 @contextlib.contextmanager
-def environment(**values: str):
+def variables_set(**values: str):
     """These environment variables set for the block, then as they were."""
     before = {name: os.environ.get(name) for name in values}
     os.environ.update(values)
@@ -117,7 +117,7 @@ class VLLMColocatedEngine(SyncedEngine):
             # rank's engine on cuda:0.
             kwargs["distributed_executor_backend"] = "external_launcher"
             ranks = {"RANK": str(rank), "LOCAL_RANK": str(device.index or 0) if on_cuda else "0"}
-        with environment(**ranks):
+        with variables_set(**ranks):
             self.llm = LLM(**kwargs)
 
     def close(self) -> None:

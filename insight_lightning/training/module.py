@@ -95,9 +95,10 @@ class GRPOModule(L.LightningModule):
     def setup(self, stage: str) -> None:
         # Built here rather than in configure_model: Lightning runs configure_model inside its tensor-init
         # contexts (device, dtype, empty init), which would also wrap, and slow down, the warm-start training.
-        device = self.trainer.strategy.root_device if self._trainer is not None else torch.device("cpu")
+        strategy = self.trainer.strategy if self._trainer is not None else None
+        device = strategy.root_device if strategy is not None else torch.device("cpu")
         # before the model is loaded or warm-started
-        check_strategy_settings(self.rollout, device, self._device_mesh)
+        check_strategy_settings(self.rollout, device, self._device_mesh, strategy)
         self.build_policy()
 
     def build_policy(self) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import warnings
 
 import torch
+from lightning.pytorch.strategies import DDPStrategy
 
 from insight_lightning.policy.loading import PolicyConfig
 from insight_lightning.rollout.config import RolloutConfig
@@ -62,13 +63,15 @@ def check_sampling_settings(rollout: RolloutConfig) -> None:
             return
 
 
-def check_strategy_settings(rollout: RolloutConfig, device: torch.device, mesh) -> None:
+def check_strategy_settings(rollout: RolloutConfig, device: torch.device, mesh, strategy=None) -> None:
     """Settings the run's device or strategy cannot honour; mesh: ModelParallelStrategy's device mesh (or None)."""
-    if rollout.engine == "vllm" and mesh is not None:
-        # each rank's engine would need the whole model gathered from the shards at every sync; not built yet
+    several_ranks = getattr(strategy, "world_size", 1) > 1
+    if rollout.engine == "vllm" and several_ranks and not isinstance(strategy, DDPStrategy):
+        # an engine per rank is built and tested under DDP; sharded strategies (FSDP2, FSDP, DeepSpeed) would need
+        # each rank's engine fed the whole model gathered from the shards at every sync
         raise ValueError(
-            "model.rollout.engine=vllm (colocated) runs under DDP but not FSDP2 (ModelParallelStrategy) for now: "
-            "use trainer.strategy=ddp (an engine per rank), or rollout.engine=hf"
+            f"model.rollout.engine=vllm (colocated) runs on several ranks under DDP only, not "
+            f"{type(strategy).__name__}: use trainer.strategy=ddp (an engine per rank), or rollout.engine=hf"
         )
     if mesh is not None and mesh.size() != mesh["data_parallel"].size():
         raise ValueError(

@@ -78,11 +78,14 @@ def frac_truncated(rollout, eos_token_ids: list[int]) -> Tensor:
 
 
 def mean_over_ranks(metrics: dict[str, Tensor], strategy, world_size: int, device: torch.device) -> dict[str, float]:
-    """Each metric averaged over the ranks, in one collective; counts of events (train/verifier_*) summed."""
+    """Each metric averaged over the ranks, in one collective; extremes (*_max, *_min) are the ranks' extremes and
+    counts of events (train/verifier_*) summed."""
     keys = list(metrics)
     stacked = torch.stack([torch.as_tensor(metrics[k], dtype=torch.float64).cpu() for k in keys])  # [metrics]
     if world_size > 1:
-        stacked = strategy.reduce(stacked.to(device), reduce_op="mean").cpu()
+        ranks = strategy.all_gather(stacked.to(device)).cpu()  # [world_size, metrics]
+        is_max, is_min = (torch.tensor([k.endswith(end) for k in keys]) for end in ("_max", "_min"))
+        stacked = torch.where(is_max, ranks.amax(0), torch.where(is_min, ranks.amin(0), ranks.mean(0)))
     values = dict(zip(keys, stacked.tolist()))
     for key in keys:
         if key.startswith(VERIFIER_PREFIX):
