@@ -3,10 +3,10 @@ adapter after each update."""
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import os
 import weakref
+from unittest.mock import patch
 
 import torch
 from torch import Tensor, nn
@@ -23,21 +23,6 @@ from insight_lightning.rollout.vllm_sync import (
     remove_engine_folders,
     vllm_sampling_params,
 )
-
-
-@contextlib.contextmanager
-def variables_set(**values: str):
-    """These environment variables set for the block, then as they were."""
-    before = {name: os.environ.get(name) for name in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for name, value in before.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 class VLLMColocatedEngine(SyncedEngine):
@@ -117,7 +102,7 @@ class VLLMColocatedEngine(SyncedEngine):
             # rank's engine on cuda:0.
             kwargs["distributed_executor_backend"] = "external_launcher"
             ranks = {"RANK": str(rank), "LOCAL_RANK": str(device.index or 0) if on_cuda else "0"}
-        with variables_set(**ranks):
+        with patch.dict(os.environ, ranks):  # set while it builds, then as they were
             self.llm = LLM(**kwargs)
 
     def close(self) -> None:
