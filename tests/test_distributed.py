@@ -43,7 +43,9 @@ def runs(tmp_path_factory, warmstart_cache) -> dict:
     ok(cli(*args("ddp", *ONE_NODE)))
     ok(cli(*args("fsdp2", *FSDP2, "--trainer.devices=2")))
     ok(cli(*args("fsdp2_resumed", *FSDP2, "--trainer.devices=2", f"--ckpt_path={root / 'fsdp2'}/epoch=0-step=2.ckpt")))
-    ok(*launch_nodes(*args("nodes", *TWO_NODES), launcher="torchrun", out_dir=root / "logs" / "nodes"))
+    # Two nodes are launched once, as they are on a cluster: started by torchrun and, after a stop, continued by srun.
+    # What they learn over the whole run must equal what one node with two ranks learns (no separate full two-node
+    # run: a difference in either the two-node math or the continue fails the same comparison).
     # SIGUSR1 to node 1's torchrun agent during step 1's update, as a scheduler signals the launcher before a time
     # limit: the agent passes it on to its worker, both nodes stop after the same step, and the run continues on both
     # nodes, started by srun
@@ -57,7 +59,7 @@ def runs(tmp_path_factory, warmstart_cache) -> dict:
     ok(*launch_nodes(*resumed, launcher="srun", out_dir=root / "logs" / "resumed"))
     probes = {
         name: [torch.load(root / name / f"rank{rank}.pt") for rank in (0, 1)]
-        for name in ("ddp", "fsdp2", "fsdp2_resumed", "nodes", "resumed")
+        for name in ("ddp", "fsdp2", "fsdp2_resumed", "resumed")
     }
     return {"probes": probes, "stopped": stopped, "root": root}
 
@@ -73,7 +75,7 @@ def assert_same_training(run: dict, reference: dict, exact: bool = True) -> None
             torch.testing.assert_close(run["weights"][name], weight, rtol=1e-5, atol=1e-7)
 
 
-@pytest.mark.parametrize("name", ["ddp", "fsdp2", "nodes"])
+@pytest.mark.parametrize("name", ["ddp", "fsdp2"])
 def test_every_rank_selects_the_same_prompts_and_holds_the_same_beliefs_and_weights(runs, name):
     rank0, rank1 = runs["probes"][name]
     assert rank0["sharded"] == (name == "fsdp2")
@@ -82,12 +84,6 @@ def test_every_rank_selects_the_same_prompts_and_holds_the_same_beliefs_and_weig
     # both ranks' outcomes reached the beliefs: M=8 prompts (4 per rank) x K=4 per step
     assert (rank0["alpha"] + rank0["beta"]).sum().item() == 64 * 2 + STEPS * 8 * 4
     assert any(w.abs().sum() > 0 for n, w in rank0["weights"].items() if "lora_B" in n)  # the weights did move
-
-
-def test_two_nodes_learn_exactly_what_one_node_with_two_ranks_learns(runs):
-    one_node = runs["probes"]["ddp"][0]
-    for rank in runs["probes"]["nodes"]:
-        assert_same_training(rank, one_node)
 
 
 def test_fsdp2_learns_what_ddp_learns_and_resumes_exactly(runs):

@@ -322,7 +322,9 @@ def test_validate_with_the_colocated_engine_serves_the_checkpoints_adapter(tiny_
 def test_a_race_runs_through_the_colocated_engine_screening_included(tmp_path):
     import json
 
-    from conftest import ROOT, subprocess_env
+    from conftest import in_process
+
+    from insight_lightning.race.__main__ import main as race_main
 
     args = ["--out", str(tmp_path), "--ledger-root", str(tmp_path / "ledger"), "--name", "vllm"]
     # speed_rl screens with 2 and completes with 2 more: two engine calls per group, behaviour log-probs merged
@@ -330,8 +332,8 @@ def test_a_race_runs_through_the_colocated_engine_screening_included(tmp_path):
     args += ["--prompts-per-step", "4", "--group-size", "4", "--eval-every", "2", "--eval-problems", "8"]
     args += ["--eval-samples", "1", "--warm-start-steps", "30", "--max-new-tokens", "16", "--regimes", "main"]
     args += ["--", "--model.rollout.engine=vllm", f"--model.rollout.vllm.kv_cache_gib={KV_CACHE_GIB}"]
-    command = [sys.executable, "-m", "insight_lightning.race", *args]
-    result = subprocess.run(command, cwd=ROOT, env=subprocess_env(), capture_output=True, text=True, timeout=900)
+    # the race in this process (its warm-start and run are processes of their own): no interpreter to import again
+    result = in_process(race_main, ["python", "-m", "insight_lightning.race"], args)
     assert result.returncode == 0, result.stderr[-3000:]
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
