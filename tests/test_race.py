@@ -3,10 +3,11 @@
 import json
 import shutil
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from conftest import in_process
+from conftest import ROOT, in_process
 
 from insight_lightning.race.__main__ import main as race_main
 from insight_lightning.race.cpu_signature import describe
@@ -71,6 +72,18 @@ def test_regimes_size_the_pool_from_steps_and_batch():
     settings = RaceSettings(steps=100, prompts_per_step=256)
     assert settings.pool_size("main") == round(100 * 256 / 13) and settings.pool_size("large") == 25600
     assert len(all_runs(settings)) == 2 * 5 * 8 and RunSpec("main", "insight", 3).name == "main__insight__seed3"
+    fewer = replace(settings, visits_per_prompt=4)  # a slow model's race: fewer steps, each prompt still seen often
+    assert fewer.pool_size("mix50") == fewer.pool_size("main") == 100 * 256 // 4 and fewer.pool_size("large") == 25600
+    assert fewer.fingerprint() != settings.fingerprint()
+
+
+@pytest.mark.parametrize("race", ["quick", "mixes", "rivals"])
+def test_the_committed_races_keep_their_fingerprints(race):
+    """A setting added later must not change the identity of the races already in the ledger (they could no longer
+    be grown): at its default it stays out of the fingerprint."""
+    saved = json.loads((ROOT / "docs" / "results" / "race" / race / "settings.json").read_text())
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in saved["settings"].items()}
+    assert RaceSettings(**{**values, "config": str(ROOT / values["config"])}).fingerprint() == saved["fingerprint"]
 
 
 def test_variants_give_sampler_options_and_the_data_options_refresh_and_screening():

@@ -71,6 +71,7 @@ def parse_settings(argv: list[str] | None = None) -> tuple[RaceSettings, Invocat
         "eval_samples",
         "warm_start_steps",
         "max_new_tokens",
+        "visits_per_prompt",
     ):
         parser.add_argument(f"--{name.replace('_', '-')}", type=int, help=f"default: {getattr(defaults, name)}")
     parser.add_argument("--lr", type=float, help=f"RL learning rate (default {defaults.lr})")
@@ -78,9 +79,9 @@ def parse_settings(argv: list[str] | None = None) -> tuple[RaceSettings, Invocat
         "--regimes",
         nargs="+",
         choices=REGIMES,
-        help="main (pool: each prompt picked ~13 times), large (~once), mix25/mix50/mix75 (main's size, 25/50/75%% "
-        "out of reach, the rest mixed), solved50 (half always solved, half mixed; see race/pool_builder.py); "
-        "default: main large",
+        help="main (pool: each prompt picked about --visits-per-prompt times), large (~once), mix25/mix50/mix75 "
+        "(main's size, 25/50/75%% out of reach, the rest mixed), solved50 (half always solved, half mixed; see "
+        "race/pool_builder.py); default: main large",
     )
     parser.add_argument("--model", help="'tiny' (default) or a Hugging Face name/path (no warm-start then)")
     parser.add_argument("--config", help="base YAML of every run (default configs/countdown.yaml)")

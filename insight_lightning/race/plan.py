@@ -51,12 +51,14 @@ class RaceSettings:
     warm_start_steps: int = 800
     config: str = str(ROOT / "configs" / "countdown.yaml")
     extra_args: tuple[str, ...] = field(default_factory=tuple)
+    visits_per_prompt: int = VISITS_PER_PROMPT
 
     def pool_size(self, regime: str) -> int:
-        """main and the difficulty mixes: each prompt is selected about 13 times, as in the paper; large: about once."""
+        """main and the difficulty mixes: each prompt is selected about `visits_per_prompt` times (13, as in the
+        paper); large: about once."""
         selections = self.steps * self.prompts_per_step
         if regime == "main" or regime in MIXES:
-            return max(self.prompts_per_step, round(selections / VISITS_PER_PROMPT))
+            return max(self.prompts_per_step, round(selections / self.visits_per_prompt))
         if regime == "large":
             return selections
         raise ValueError(f"unknown regime '{regime}' ({', '.join(REGIMES)})")
@@ -65,6 +67,8 @@ class RaceSettings:
         """The settings as a dict in which the project's own config is named relative to the checkout."""
         settings = asdict(self)
         settings["regimes"] = sorted(self.regimes)  # their order is only the order in which they run
+        if self.visits_per_prompt == VISITS_PER_PROMPT:  # added later: at its default, races made before keep theirs
+            del settings["visits_per_prompt"]
         config = Path(self.config).resolve()
         if config.is_relative_to(ROOT):
             settings["config"] = str(config.relative_to(ROOT))
