@@ -180,3 +180,37 @@ def test_the_report_states_each_pool_and_the_zero_variance_share_uniform_draws(b
         "| 60% |" in text
     )
     assert pools_markdown({}, summarise(results)) == ""
+
+
+class AddingPolicy:
+    """Answers an addition right in all but one of its samples and a multiplication never (a model that can add)."""
+
+    pad_token_id = 0
+
+    def sample(self, prompts, n, params):
+        completions = []
+        for prompt in prompts:
+            left, op, right = re.search(r"Compute (\d+)([+*])(\d+)\.", prompt).groups()
+            correct = n - 1 if op == "+" else 0
+            completions += [f"\\boxed{{{int(left) + int(right)}}}"] * correct + ["\\boxed{-1}"] * (n - correct)
+        return None, completions
+
+
+def test_a_math_pool_records_which_problem_kinds_are_out_of_reach(tmp_path):
+    task = MathTask(kinds=("add", "mul"), train_size=8, test_size=10, max_number=30)
+    made = build_pools(task, AddingPolicy(), SamplingParams(), ["mix50"], 8, tmp_path, samples=SAMPLES)["mix50"]
+    assert made["out_of_reach_source"] == "the probe"
+    candidates = made["candidates_by_kind"]
+    assert sum(shares["prompts"] for shares in candidates.values()) == CANDIDATES_PER_PROMPT * 8
+    assert candidates["add"]["mixed"] == 1 and candidates["mul"]["out_of_reach"] == 1
+    pool = rows(tmp_path / "mix50.jsonl")
+    assert made["probe_by_kind"]["mul"]["prompts"] == sum(row["kind"] == "mul" for row in pool) == 4
+    assert made["probe_by_kind"]["add"]["mean_share"] == (SAMPLES - 1) / SAMPLES
+    shown = pools_markdown({"mix50": [made]}, {})
+    assert f"- mix50 ({made['sha256'][:12]}): add 0% / 100% / 0% (n {candidates['add']['prompts']})" in shown
+    assert "The pool itself, second probe: add 0% / 100% / 0% (n 4); mul 100% / 0% / 0% (n 4)" in shown
+
+
+def test_countdown_pools_have_no_problem_kinds(built):
+    _, _, made = built
+    assert not {"candidates_by_kind", "probe_by_kind"} & set(made["mix50"])

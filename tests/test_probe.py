@@ -52,6 +52,14 @@ def test_the_composition_of_a_probe():
     composition = result.composition()
     assert (composition["out_of_reach"], composition["solved"], composition["mixed"]) == (0.4, 0.2, 0.4)
     assert composition["seconds_per_1000_prompts"] == pytest.approx(100.0)
+    rows = [{"kind": kind} for kind in ("add", "mul", "add", "add", "mul")]
+    by_kind = result.composition_by_kind(rows)
+    assert (by_kind["add"]["prompts"], by_kind["add"]["solved"]) == (3, 1 / 3)  # solved 0, 16 and 3 of 16
+    assert by_kind["add"]["mean_share"] == pytest.approx((1 + 3 / 16) / 3)
+    assert (by_kind["mul"]["out_of_reach"], by_kind["mul"]["mixed"]) == (0.5, 0.5)
+    assert result.composition_by_kind([{}] * 5) == {}  # rows without a kind (Countdown)
+    with pytest.raises(ValueError, match="4 rows but the probe measured 5 prompts"):
+        result.composition_by_kind(rows[:4])
 
 
 def test_a_probe_without_samples_or_prompts_is_one_sentence():
@@ -74,5 +82,6 @@ def test_the_probe_command_probes_the_policy_a_fit_config_builds(tiny_fit_args, 
     assert composition["out_of_reach"] == solved.count(0) / len(solved)
     assert composition["solved"] == solved.count(3) / len(solved)
     assert report["machine"]["capability"] and report["split"] == "train"
+    assert report["by_kind"] == {}  # Countdown rows have no problem kind
     # seeded: the same probe again gives the same counts
     assert main(["--samples", "3", "--", *fit])["solved"] == solved

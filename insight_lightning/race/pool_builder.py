@@ -93,6 +93,7 @@ def build_pools(
     candidates = task.generate(CANDIDATES_PER_PROMPT * size, split_seed(task.seed_namespace, seed, "pool"), taken)
     torch.manual_seed(seed)
     found = probe(policy, task, candidates, samples, params)
+    candidates_by_kind = found.composition_by_kind(candidates)
     solved = found.solved.tolist()
     # As many as any regime could take, so that a regime's pool does not depend on the others built with it.
     needed = max(kind_counts(size, shares).get("out_of_reach", 0) for shares in MIXES.values())
@@ -109,6 +110,7 @@ def build_pools(
         pool = [{**row, "id": index} for index, row in enumerate(pool)]
         sha256 = write_rows(pool, folder / f"{regime}.jsonl")
         torch.manual_seed(seed + 1)  # a second, independent probe: does the stated composition hold?
+        second = probe(policy, task, pool, samples, params)
         made[regime] = {
             "shares": MIXES[regime],
             "size": size,
@@ -116,9 +118,14 @@ def build_pools(
             "seed": seed,
             "out_of_reach_source": source if MIXES[regime].get("out_of_reach") else "none",
             "candidates": found.composition(),
-            "probe": probe(policy, task, pool, samples, params).composition(),
+            "probe": second.composition(),
             "sha256": sha256,
         }
+        if len(candidates_by_kind) > 1:  # rows of several problem kinds (math): which kinds the policy cannot do yet
+            made[regime] |= {
+                "candidates_by_kind": candidates_by_kind,
+                "probe_by_kind": second.composition_by_kind(pool),
+            }
         (folder / f"{regime}.json").write_text(json.dumps(made[regime], indent=1) + "\n")
     return made
 

@@ -50,6 +50,21 @@ class ProbeResult:
             "seconds_per_1000_prompts": 1000 * self.seconds / n,
         }
 
+    def composition_by_kind(self, examples: list[dict]) -> dict[str, dict[str, float | int]]:
+        """composition() of each problem kind among `examples` (the probed rows, in order; math rows carry a
+        "kind" such as add or mul); empty when the rows have no kind."""
+        if len(examples) != self.solved.numel():
+            raise ValueError(f"{len(examples)} rows but the probe measured {self.solved.numel()} prompts")
+        kinds = [row.get("kind") for row in examples]
+        if None in kinds:
+            return {}
+        by_kind = {}
+        for kind in sorted(set(kinds)):
+            rows = torch.tensor([k == kind for k in kinds])
+            share = rows.double().mean().item()  # the probe's time is split by the kind's share of the prompts
+            by_kind[kind] = ProbeResult(self.solved[rows], self.samples, self.seconds * share).composition()
+        return by_kind
+
 
 def probe(
     policy: RolloutPolicy,
@@ -98,6 +113,7 @@ def main(argv: list[str] | None = None) -> dict:
     report = {
         "split": args.split,
         "composition": result.composition(),
+        "by_kind": result.composition_by_kind(examples),
         "solved": result.solved.tolist(),
         "machine": cpu_signature(),
     }
@@ -108,6 +124,11 @@ def main(argv: list[str] | None = None) -> dict:
         f"{100 * composition['solved']:.1f}% always solved; {composition['seconds_per_1000_prompts']:.0f} s per "
         f"1,000 prompts on {describe(report['machine'])}"
     )
+    for kind, shares in report["by_kind"].items():
+        print(
+            f"[probe]   {kind}: {shares['prompts']} prompts, {100 * shares['out_of_reach']:.1f}% out of reach, "
+            f"{100 * shares['mixed']:.1f}% mixed, {100 * shares['solved']:.1f}% always solved"
+        )
     if args.out:
         Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
     return report

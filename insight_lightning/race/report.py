@@ -141,7 +141,27 @@ def pools_markdown(made: dict[str, list[dict]], table: dict[str, list[dict]], ba
                 f"| {regime} | {pool['size']} | {asked} | {found} | {pool['out_of_reach_source']} | "
                 f"{pool['samples']} | {pool['sha256'][:12]} | {zero} |"
             )
+    by_kind = [
+        f"- {regime} ({pool['sha256'][:12]}): "
+        + "; ".join(kind_shares(pool, "candidates_by_kind"))
+        + ". The pool itself, second probe: "
+        + "; ".join(kind_shares(pool, "probe_by_kind"))
+        for regime, pools in made.items()
+        for pool in pools
+        if pool.get("candidates_by_kind")
+    ]
+    if by_kind:
+        lines += ["", "By problem kind, the candidates' probe (out of reach / mixed / solved, of n prompts):", ""]
+        lines += by_kind
     return "\n".join([*lines, ""])
+
+
+def kind_shares(pool: dict, key: str) -> list[str]:
+    """'add 10% / 80% / 10% (n 40)' for each problem kind a pool's record measured under `key`."""
+    return [
+        f"{kind} " + " / ".join(f"{100 * shares[k]:.0f}%" for k in KINDS) + f" (n {shares['prompts']})"
+        for kind, shares in pool[key].items()
+    ]
 
 
 def machines_markdown(results: list[dict], unpaired: int, baseline: str = "uniform") -> str:
