@@ -255,6 +255,8 @@ def test_the_report_names_its_machines_and_refuses_to_pair_across_signatures(tmp
     text = write_report(tmp_path / "race")
     assert f"- {describe(avx512)}, start aa: 2 runs" in text and f"- {describe(avx2)}, start aa: 1 runs" in text
     assert "never across signatures; 1 runs have no uniform run to pair with" in text
+    assert "| uniform | 1 | 10.0% | 20.0% (one seed) |" in text  # one seed: no interval, not "+/- 0.0"
+    assert "| insight | 1 | +0.0 (one seed) | +0.0 (one seed) |" in text
     (row,) = json.loads((tmp_path / "race" / "race.json").read_text())["paired"]["main"]
     assert row["seeds"] == 1
 

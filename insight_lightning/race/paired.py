@@ -19,6 +19,7 @@ from insight_lightning.race.statistics import (
     area_under_curve,
     mean_curve,
     mean_interval,
+    plus_minus,
     sample_sd,
     speed_up,
     t_quantile,
@@ -135,8 +136,8 @@ def paired_markdown(table: dict[str, list[dict]], baseline: str = "uniform") -> 
             per = "-" if r["speed_up_per_rollout"] is None else f"{r['speed_up_per_rollout']:.2f}x"
             detect = "-" if math.isnan(r["auc_detectable"]) else f"{100 * r['auc_detectable']:.1f} points"
             lines.append(
-                f"| {r['sampler']} | {r['seeds']} | {100 * fd:+.1f} (+/- {100 * fh:.1f}) | {100 * ad:+.1f} "
-                f"(+/- {100 * ah:.1f}) | {detect} | {up} | {per} |"
+                f"| {r['sampler']} | {r['seeds']} | {100 * fd:+.1f} {plus_minus(fh, r['seeds'])} | {100 * ad:+.1f} "
+                f"{plus_minus(ah, r['seeds'])} | {detect} | {up} | {per} |"
             )
         lines.append("")
     return "\n".join(lines)

@@ -11,7 +11,14 @@ from pathlib import Path
 from insight_lightning.race.ledger import Ledger, machines
 from insight_lightning.race.paired import paired_markdown, paired_summary, unpaired_runs
 from insight_lightning.race.pools import KINDS
-from insight_lightning.race.statistics import area_under_curve, mean_curve, mean_interval, series_mean, speed_up
+from insight_lightning.race.statistics import (
+    area_under_curve,
+    mean_curve,
+    mean_interval,
+    plus_minus,
+    series_mean,
+    speed_up,
+)
 
 
 def summarise(results: list[dict], baseline: str = "uniform") -> dict[str, list[dict]]:
@@ -62,7 +69,7 @@ def markdown(table: dict[str, list[dict]], pools: dict[str, int], baseline: str 
             up = "not reached" if r["speed_up"] is None else f"{r['speed_up']:.2f}x"
             lines.append(
                 f"| {r['sampler']} | {r['seeds']} | {100 * r['start']:.1f}% | {100 * r['final']:.1f}% "
-                f"(+/- {100 * r['final_ci']:.1f}) | {100 * r['auc']:.1f}% | {up} | {r['rollouts']:.0f} | "
+                f"{plus_minus(r['final_ci'], r['seeds'])} | {100 * r['auc']:.1f}% | {up} | {r['rollouts']:.0f} | "
                 f"{r['wall_s']:.0f} s | {100 * r['frac_zero_variance']:.0f}% | {_percent(r['frac_unseen'])} |"
             )
         lines.append("")

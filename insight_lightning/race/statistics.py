@@ -101,3 +101,8 @@ def speed_up(baseline: list[tuple[int, float]], other: list[tuple[int, float]]) 
 def series_mean(series: list[tuple[int, float]]) -> float:
     """The mean over steps of a per-step share (nan when the run logged none)."""
     return sum(v for _, v in series) / len(series) if series else math.nan
+
+
+def plus_minus(half_width: float, seeds: int) -> str:
+    """A 95% interval's half-width in points, as the reports print it; one seed has no interval to print."""
+    return f"(+/- {100 * half_width:.1f})" if seeds > 1 else "(one seed)"
