@@ -42,7 +42,7 @@ def test_a_committed_race_report_is_a_rebuild_of_its_ledger(race, tmp_path):
         )
 
 
-@pytest.mark.parametrize("race", ["quick", "mixes"])
+@pytest.mark.parametrize("race", ["quick", "mixes", "smollm2"])
 def test_the_readme_race_tables_are_the_race_reports(race):
     readme = (ROOT / "README.md").read_text()
     report = (RESULTS / "race" / race / "race.md").read_text()
