@@ -3,6 +3,7 @@ import importlib.util
 import io
 import logging
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -232,3 +233,24 @@ def launch_nodes(
             out.seek(0), err.seek(0)
             results.append(subprocess.CompletedProcess(proc.args, proc.returncode, out.read(), err.read()))
     return results
+
+
+class ScriptedArithmetic:
+    """A policy that answers "Compute a+b." / "Compute a*b." problems (plain or chat prompts) right in
+    `right(problem, n)` of its n samples and wrong ("\\boxed{-1}") in the rest: a probe whose outcome is known."""
+
+    pad_token_id = 0
+
+    def __init__(self, right: Callable[[str, int], int]):
+        self.right = right
+
+    def sample(self, prompts, n, params):
+        completions = []
+        for prompt in prompts:
+            text = prompt if isinstance(prompt, str) else prompt[-1]["content"]  # a chat's last turn is the problem
+            problem = re.search(r"Compute (\d+)([+*])(\d+)\.", text)
+            left, op, operand = problem.groups()
+            value = int(left) + int(operand) if op == "+" else int(left) * int(operand)
+            correct = self.right(problem.group(0), n)
+            completions += [f"\\boxed{{{value}}}"] * correct + ["\\boxed{-1}"] * (n - correct)
+        return None, completions

@@ -8,6 +8,7 @@ import zlib
 
 import pytest
 import yaml
+from conftest import ScriptedArithmetic
 
 from insight_lightning.race.cpu_signature import cpu_signature
 from insight_lightning.race.ledger import identity
@@ -182,23 +183,13 @@ def test_the_report_states_each_pool_and_the_zero_variance_share_uniform_draws(b
     assert pools_markdown({}, summarise(results)) == ""
 
 
-class AddingPolicy:
-    """Answers an addition right in all but one of its samples and a multiplication never (a model that can add)."""
-
-    pad_token_id = 0
-
-    def sample(self, prompts, n, params):
-        completions = []
-        for prompt in prompts:
-            left, op, right = re.search(r"Compute (\d+)([+*])(\d+)\.", prompt).groups()
-            correct = n - 1 if op == "+" else 0
-            completions += [f"\\boxed{{{int(left) + int(right)}}}"] * correct + ["\\boxed{-1}"] * (n - correct)
-        return None, completions
+ADDER = ScriptedArithmetic(lambda problem, n: n - 1 if "+" in problem else 0)
+"""A model that can add (right in all but one sample) and never multiplies right."""
 
 
 def test_a_math_pool_records_which_problem_kinds_are_out_of_reach(tmp_path):
     task = MathTask(kinds=("add", "mul"), train_size=8, test_size=10, max_number=30)
-    made = build_pools(task, AddingPolicy(), SamplingParams(), ["mix50"], 8, tmp_path, samples=SAMPLES)["mix50"]
+    made = build_pools(task, ADDER, SamplingParams(), ["mix50"], 8, tmp_path, samples=SAMPLES)["mix50"]
     assert made["out_of_reach_source"] == "the probe"
     candidates = made["candidates_by_kind"]
     assert sum(shares["prompts"] for shares in candidates.values()) == CANDIDATES_PER_PROMPT * 8

