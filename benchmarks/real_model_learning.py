@@ -94,7 +94,7 @@ def validation_settings(config: str, overrides: list[str]) -> dict:
 
 
 def markdown_table(records: list[dict], validation: dict) -> str:
-    """The README's table: accuracy by validation step, mean +/- 95% t-interval over seeds, and the gain."""
+    """The documentation's table: accuracy by validation step, mean +/- 95% t-interval over seeds, and the gain."""
     steps = [step for step, _ in records[0]["val/accuracy_greedy"]]
     rows = [
         "| | " + " | ".join(f"step {s}" for s in steps) + " | gain |",

@@ -307,7 +307,7 @@ def summarise(runs: list[dict]) -> dict:
 
 
 def markdown_table(report: dict) -> str:
-    """The README's table: per model and side the median step, its split, the first step, peak RSS; the ratios."""
+    """The documented table: per model and side the median step, its split, the first step, peak RSS; the ratios."""
     rows = [
         "| model | side | step | rollout | update | first step | peak RSS | trained |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",

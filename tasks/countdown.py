@@ -78,7 +78,7 @@ FEW_SHOT_SHORT = [
     *short_exchange([9, 2], 7, "9 - 2"),
 ]
 """few_shot's four exchanges with the rules stated once: 235 prompt tokens instead of 350 for SmolLM2, so an update
-costs about a third less, at the same validation accuracy before RL (README, "Train a real model offline on CPU")."""
+costs about a third less, at the same validation accuracy before RL (docs/real-models.md)."""
 Template = Literal["tinyzero", "chat", "one_shot", "few_shot", "few_shot_short", "compact"]
 TEMPLATES: tuple[str, ...] = get_args(Template)
 

@@ -92,11 +92,11 @@ def test_wrong_config_type_is_one_line_naming_the_option(override, message):
     assert result.returncode == 2 and result.stderr.strip().splitlines() == [message]
 
 
-def test_the_readme_sampler_example_works_from_the_command_line(tiny_fit_args, tmp_path, monkeypatch):
+def test_the_documented_sampler_example_works_from_the_command_line(tiny_fit_args, tmp_path, monkeypatch):
     import samplers
 
-    readme = (ROOT / "README.md").read_text()
-    code = readme.split("```python\n# my_samplers.py\n", 1)[1].split("```", 1)[0]
+    page = (ROOT / "docs" / "selection.md").read_text()
+    code = page.split("```python\n# my_samplers.py\n", 1)[1].split("```", 1)[0]
     (tmp_path / "my_samplers.py").write_text(code)
     monkeypatch.syspath_prepend(str(tmp_path))
     registered = dict(samplers.SAMPLERS)
@@ -123,13 +123,13 @@ def test_the_readme_sampler_example_works_from_the_command_line(tiny_fit_args, t
         sys.modules.pop("my_samplers", None)  # not monkeypatch.delitem: its undo would put the module back
 
 
-def test_the_readme_task_example_registers_and_scores(tmp_path, monkeypatch):
+def test_the_documented_task_example_registers_and_scores(tmp_path, monkeypatch):
     import importlib
 
     import tasks
 
-    readme = (ROOT / "README.md").read_text()
-    code = readme.split("```python\nfrom tasks import Score, Task, register_task\n", 1)[1].split("```", 1)[0]
+    page = (ROOT / "docs" / "tasks.md").read_text()
+    code = page.split("```python\nfrom tasks import Score, Task, register_task\n", 1)[1].split("```", 1)[0]
     (tmp_path / "parity_task.py").write_text("from tasks import Score, Task, register_task\n" + code)
     monkeypatch.syspath_prepend(str(tmp_path))
     try:

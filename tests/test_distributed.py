@@ -139,16 +139,17 @@ def test_a_launch_with_another_number_of_nodes_is_refused_in_one_line(
     assert line.startswith("error: ") and "Traceback" not in result.stderr
 
 
-def readme_cluster_blocks() -> list[list[str]]:
-    """The bash blocks of the README's "Run on a cluster": commands with continuation lines joined, comments dropped."""
-    section = (ROOT / "README.md").read_text().split("## Run on a cluster\n", 1)[1].split("\n## ", 1)[0]
+def documented_cluster_blocks() -> list[list[str]]:
+    """The bash blocks of "Run on a cluster" (docs/clusters.md): commands with continuation lines joined, comments
+    dropped."""
+    section = (ROOT / "docs" / "clusters.md").read_text().split("## Run on a cluster\n", 1)[1].split("\n## ", 1)[0]
     blocks = [block.split("```", 1)[0] for block in section.split("```bash\n")[1:]]
     lines = [[line.strip() for line in block.replace("\\\n", " ").splitlines()] for block in blocks]
     return [[line for line in block if line and not line.startswith("# ")] for block in lines]  # #SBATCH stays
 
 
 def with_values(command: str) -> str:
-    """A README command with its shell variables given values."""
+    """A documented command with its shell variables given values."""
     values = {"$NODE_RANK": "0", "$MASTER_ADDR": "127.0.0.1", "$SLURM_JOB_ID": "4243", "VLLM_NODE": "127.0.0.1"}
     for name, value in values.items():
         command = command.replace(name, value)
@@ -156,14 +157,14 @@ def with_values(command: str) -> str:
 
 
 def fit_options(command: str) -> list[str]:
-    """The `fit ...` arguments of a README command."""
+    """The `fit ...` arguments of a documented command."""
     return shlex.split(with_values(command).split(" -m insight_lightning ", 1)[1])
 
 
-def test_the_readme_cluster_commands_parse_as_written():
-    """The launch itself runs above at reduced size; here the README's own commands: every torchrun flag exists in
+def test_the_documented_cluster_commands_parse_as_written():
+    """The launch itself runs above at reduced size; here the documented commands: every torchrun flag exists in
     this torch, and every option parses into the configuration it promises (SLURM's counts match the trainer's)."""
-    (torchrun,), sbatch, (server, trainer) = readme_cluster_blocks()
+    (torchrun,), sbatch, (server, trainer) = documented_cluster_blocks()
     launcher = torch.distributed.run.parse_args(shlex.split(with_values(torchrun))[1:])
     assert (launcher.nnodes, launcher.nproc_per_node, launcher.module) == ("2", "4", True)
     assert "SIGUSR1" in launcher.signals_to_handle.split(",") and launcher.shutdown_timeout == 300

