@@ -1,27 +1,13 @@
 """Figures the README and the documentation quote equal the result files they come from (docs/results/, written by
 benchmarks/ and the race)."""
 
-import json
+import subprocess
+import sys
 
 import pytest
-from conftest import ROOT, documentation, load_script
+from conftest import ROOT, load_script
 
 RESULTS = ROOT / "docs" / "results"
-
-
-@pytest.mark.parametrize("result", sorted(p.name for p in RESULTS.glob("real_model_learning_*.json")))
-def test_the_real_model_learning_table_is_the_result_files(result):
-    data = json.loads((RESULTS / result).read_text())
-    table = load_script(ROOT / "benchmarks" / "real_model_learning.py").markdown_table(
-        data["seeds"], data["validation"]
-    )
-    assert table in documentation(), f"no page of the documentation holds {result}'s table; paste:\n{table}"
-
-
-def test_the_trl_comparison_table_is_the_result_file():
-    result = RESULTS / "vs_trl.json"
-    table = load_script(ROOT / "benchmarks" / "vs_trl.py").markdown_table(json.loads(result.read_text()))
-    assert table in documentation(), f"no page of the documentation holds vs_trl.json's table; paste:\n{table}"
 
 
 @pytest.mark.parametrize("race", sorted(p.name for p in (RESULTS / "race").iterdir() if p.is_dir()))
@@ -43,11 +29,52 @@ def test_a_committed_race_report_is_a_rebuild_of_its_ledger(race, tmp_path):
         )
 
 
-@pytest.mark.parametrize("race", ["quick", "mixes", "smollm2"])
-def test_the_documented_race_tables_are_the_race_reports(race):
-    page = (ROOT / "docs" / "race.md").read_text()
-    report = (RESULTS / "race" / race / "race.md").read_text()
-    missing = [line for line in report.splitlines() if line.startswith("|") and line not in page.splitlines()]
-    assert not missing, (
-        f"docs/race.md's {race} race tables differ from docs/results/race/{race}/race.md:\n" + "\n".join(missing)
-    )
+FIGURES = load_script(ROOT / "benchmarks" / "figures.py")
+
+
+@pytest.mark.parametrize("figure", FIGURES.FIGURES, ids=lambda figure: figure.name)
+def test_every_figure_on_its_page_is_what_its_results_file_holds(figure):
+    missing = figure.missing()
+    assert not missing, f"{figure.page} lacks these lines of {figure.source}; paste them:\n" + "\n".join(missing)
+
+
+def tables(text: str) -> list[list[str]]:
+    """The markdown tables of a page: each a list of its lines, the header first."""
+    found, current = [], []
+    for line in [*text.splitlines(), ""]:
+        if line.startswith("|"):
+            current.append(line)
+        elif current:
+            found.append(current)
+            current = []
+    return found
+
+
+def test_every_table_is_a_figure_from_a_results_file_or_a_listed_kind():
+    """Each table of the README and the pages is a registered figure's, line for line, or is named in figures.py:
+    DESCRIPTIVE (no measurements) or UNSOURCED (measurements without a results file yet), so a new table must say
+    which it is, and one that gains a results file must leave UNSOURCED."""
+    quoted = {line for figure in FIGURES.FIGURES for line in figure.quoted()}
+    unsourced = {}
+    for page in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        for table in tables(page.read_text()):
+            if not (set(table[2:]) <= quoted or table[0] in FIGURES.DESCRIPTIVE):
+                unsourced[table[0]] = str(page.relative_to(ROOT))
+    assert unsourced == FIGURES.UNSOURCED
+
+
+def test_a_page_that_quotes_an_old_number_is_caught(tmp_path):
+    figure = FIGURES.by_name("default_run")
+    page = tmp_path / "page.md"
+    lines = figure.quoted()
+    page.write_text("\n".join([*lines[:-1], lines[-1].replace("%", "0%", 1)]) + "\n")  # one cell off
+    stale = FIGURES.Figure(figure.name, str(page), figure.source, figure.command, figure.kind)
+    assert stale.missing() == [lines[-1]]
+
+
+def test_the_figures_command_lists_every_figure_and_refuses_an_unknown_name():
+    script = str(ROOT / "benchmarks" / "figures.py")
+    listing = subprocess.run([sys.executable, script], capture_output=True, text=True, check=True).stdout
+    assert all(f"{figure.name}\n  quoted in {figure.page}" in listing for figure in FIGURES.FIGURES)
+    unknown = subprocess.run([sys.executable, script, "--only", "nope"], capture_output=True, text=True)
+    assert unknown.returncode == 1 and unknown.stderr.startswith("error: no figure named 'nope'")

