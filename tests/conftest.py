@@ -22,22 +22,13 @@ sys.path.insert(0, str(TESTS))  # selection_probe, for in-process CLI runs
 @pytest.fixture(scope="session")
 def warmstart_cache(tmp_path_factory) -> Path:
     """One warm-start cache for the whole session, so each fit trains the tiny model only once per shape."""
-    return shared_dir(tmp_path_factory, "warmstart_cache")
+    return tmp_path_factory.mktemp("warmstart_cache")
 
 
 @pytest.fixture(scope="session")
 def gguf_cache(tmp_path_factory) -> Path:
     """One cache of dequantised GGUF copies for the session: SmolLM2's GGUF is parsed once (~40 s), then read back."""
-    return shared_dir(tmp_path_factory, "gguf_cache")
-
-
-def shared_dir(tmp_path_factory, name: str) -> Path:
-    """A session folder that pytest-xdist's workers share (each has a basetemp of its own; the caches live one level
-    up, and both write atomically, so two workers at worst compute one entry twice)."""
-    base = tmp_path_factory.getbasetemp()
-    path = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / name
-    path.mkdir(exist_ok=True)
-    return path
+    return tmp_path_factory.mktemp("gguf_cache")
 
 
 def documentation() -> str:
