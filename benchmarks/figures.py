@@ -12,24 +12,16 @@ After a regeneration the page is compared again; where it differs, the new lines
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import shlex
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "docs" / "results"
-
-
-def _script(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+sys.path.insert(0, str(ROOT))
 
 
 @dataclass(frozen=True)
@@ -41,8 +33,8 @@ class Figure:
     """Its results file, or a race's ledger folder."""
     command: str
     """What makes the source from scratch (for a race: what adds its runs to the ledger)."""
-    kind: str
-    """How the quoted lines are rendered from the source: learning, vs_trl, first_validation or race."""
+    kind: Literal["learning", "vs_trl", "first_validation", "race"]
+    """How the quoted lines are rendered from the source."""
 
     @property
     def path(self) -> Path:
@@ -54,9 +46,13 @@ class Figure:
             return [line for line in (self.path / "race.md").read_text().splitlines() if line.startswith("|")]
         data = json.loads(self.path.read_text())
         if self.kind == "learning":
-            return _script("real_model_learning").markdown_table(data["seeds"], data["validation"]).splitlines()
+            from benchmarks.real_model_learning import markdown_table
+
+            return markdown_table(data["seeds"], data["validation"]).splitlines()
         if self.kind == "vs_trl":
-            return _script("vs_trl").markdown_table(data).splitlines()
+            from benchmarks.vs_trl import markdown_table
+
+            return markdown_table(data).splitlines()
         values = data["values"]  # first_validation: quoted in a sentence
         return [f"scores {values['val/accuracy']:.1%} sampled and {values['val/accuracy_greedy']:.1%} greedy"]
 

@@ -15,7 +15,6 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent
-DOCS = ROOT / "docs"
 sys.path.insert(0, str(TESTS))  # selection_probe, for in-process CLI runs
 
 
@@ -29,11 +28,6 @@ def warmstart_cache(tmp_path_factory) -> Path:
 def gguf_cache(tmp_path_factory) -> Path:
     """One cache of dequantised GGUF copies for the session: SmolLM2's GGUF is parsed once (~40 s), then read back."""
     return tmp_path_factory.mktemp("gguf_cache")
-
-
-def documentation() -> str:
-    """The README and every page of the documentation site (docs/*.md), as one text."""
-    return "\n".join(path.read_text() for path in [ROOT / "README.md", *sorted(DOCS.glob("*.md"))])
 
 
 def fit_args_in(root: Path, cache: Path):

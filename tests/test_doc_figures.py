@@ -78,3 +78,15 @@ def test_the_figures_command_lists_every_figure_and_refuses_an_unknown_name():
     assert all(f"{figure.name}\n  quoted in {figure.page}" in listing for figure in FIGURES.FIGURES)
     unknown = subprocess.run([sys.executable, script, "--only", "nope"], capture_output=True, text=True)
     assert unknown.returncode == 1 and unknown.stderr.startswith("error: no figure named 'nope'")
+
+
+def test_the_readme_headline_is_the_mixes_race_report():
+    import json
+
+    report = json.loads((RESULTS / "race" / "mixes" / "race.json").read_text())
+    (insight,) = [row for row in report["paired"]["mix50"] if row["sampler"] == "insight"]
+    shares = {row["sampler"]: row["frac_zero_variance"] for row in report["summary"]["mix50"]}
+    mean, half_width = (100 * value for value in insight["auc_diff"])
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    assert f"**{mean:+.1f} +/- {half_width:.1f} points**" in readme
+    assert f"from {shares['uniform']:.0%} to {shares['insight']:.0%}" in readme
