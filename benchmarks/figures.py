@@ -12,13 +12,14 @@ After a regeneration the page is compared again; where it differs, the new lines
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
+import os
 import shlex
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -33,8 +34,9 @@ class Figure:
     """Its results file, or a race's ledger folder."""
     command: str
     """What makes the source from scratch (for a race: what adds its runs to the ledger)."""
-    kind: Literal["learning", "vs_trl", "first_validation", "race"]
-    """How the quoted lines are rendered from the source."""
+    renderer: str
+    """The benchmark module whose `quoted(result)` renders the lines the page must hold from the results file, or
+    "race" for a race's report."""
 
     @property
     def path(self) -> Path:
@@ -42,64 +44,92 @@ class Figure:
 
     def quoted(self) -> list[str]:
         """The lines the page must hold, rendered from the source as it is now."""
-        if self.kind == "race":
+        if self.renderer == "race":
             return [line for line in (self.path / "race.md").read_text().splitlines() if line.startswith("|")]
-        data = json.loads(self.path.read_text())
-        if self.kind == "learning":
-            from benchmarks.real_model_learning import markdown_table
-
-            return markdown_table(data["seeds"], data["validation"]).splitlines()
-        if self.kind == "vs_trl":
-            from benchmarks.vs_trl import markdown_table
-
-            return markdown_table(data).splitlines()
-        values = data["values"]  # first_validation: quoted in a sentence
-        return [f"scores {values['val/accuracy']:.1%} sampled and {values['val/accuracy_greedy']:.1%} greedy"]
+        return importlib.import_module(self.renderer).quoted(json.loads(self.path.read_text())).splitlines()
 
     def missing(self) -> list[str]:
-        """The rendered lines the page does not hold (a table line must be a whole line of the page)."""
+        """The rendered lines the page does not hold: a table line as a whole line of the page, a caption anywhere in
+        its text however the paragraph is wrapped."""
         text = (ROOT / self.page).read_text()
-        lines = set(text.splitlines())
-        return [line for line in self.quoted() if (line not in lines if line.startswith("|") else line not in text)]
+        lines, words = set(text.splitlines()), " ".join(text.split())
+        return [
+            line
+            for line in self.quoted()
+            if (line not in lines if line.startswith("|") else " ".join(line.split()) not in words)
+        ]
 
     def regenerate(self) -> None:
         """The race: its report rebuilt from the committed ledger. Anything else: its command, run again."""
-        if self.kind == "race":
+        env = dict(os.environ)
+        if self.renderer == "race":
             argv = [sys.executable, "-m", "insight_lightning.race", "--name", self.path.name, "--report-only"]
         else:
-            argv = [sys.executable if word == "python" else word for word in shlex.split(self.command)]
-        subprocess.run(argv, cwd=ROOT, check=True)
+            argv = shlex.split(self.command)
+            while "=" in argv[0]:  # leading VAR=value words: the command's environment, as a shell reads them
+                name, value = argv.pop(0).split("=", 1)
+                env[name] = value
+            argv = [sys.executable if word == "python" else word for word in argv]
+        subprocess.run(argv, cwd=ROOT, env=env, check=True)
 
 
 RACE_MD = "docs/race.md"
 FIGURES = [
     Figure(
+        "sampler_overhead",
+        "docs/selection.md",
+        "docs/results/sampler_overhead.json",
+        "python benchmarks/sampler_overhead.py --write",
+        "benchmarks.sampler_overhead",
+    ),
+    Figure(
         "default_run",
         "docs/results.md",
         "docs/results/real_model_learning_countdown.json",
         "python benchmarks/real_model_learning.py --config countdown.yaml --seeds 0 1 2",
-        "learning",
+        "benchmarks.real_model_learning",
     ),
     Figure(
         "first_validation",
         "docs/results.md",
         "docs/results/first_validation.json",
         "python benchmarks/first_validation.py --write",
-        "first_validation",
+        "benchmarks.first_validation",
     ),
     Figure(
         "smollm2_math_learning",
         "docs/real-models.md",
         "docs/results/real_model_learning_math_smollm2.json",
         "python benchmarks/real_model_learning.py --config real/math_smollm2.yaml --seeds 0 1 2 3",
-        "learning",
+        "benchmarks.real_model_learning",
+    ),
+    Figure(
+        "real_model_memory",
+        "docs/real-models.md",
+        "docs/results/real_model_memory.json",
+        "OMP_NUM_THREADS=1 python benchmarks/real_model_memory.py --write",
+        "benchmarks.real_model_memory",
+    ),
+    Figure(
+        "countdown_prompts",
+        "docs/real-models.md",
+        "docs/results/countdown_prompts.json",
+        "python benchmarks/countdown_prompts.py --write",
+        "benchmarks.countdown_prompts",
+    ),
+    Figure(
+        "rollout",
+        "docs/real-models.md",
+        "docs/results/rollout.json",
+        "python benchmarks/rollout.py --write docs/results/rollout.json",
+        "benchmarks.rollout",
     ),
     Figure(
         "vs_trl",
         "docs/real-models.md",
         "docs/results/vs_trl.json",
         "OMP_NUM_THREADS=1 python benchmarks/vs_trl.py --models tiny smollm2 --steps 3 --rounds 2",
-        "vs_trl",
+        "benchmarks.vs_trl",
     ),
     Figure(
         "race_quick",
@@ -134,12 +164,6 @@ FIGURES = [
 UNSOURCED = {
     "| config | val/accuracy (pass@1, 4 samples, T=0.6) before RL -> after 20 / 40 / 60 GRPO steps | "
     "val/accuracy_greedy before -> after 60 | whole run |": "docs/results.md",
-    "| template | pass@1 | `<answer>` tags | greedy | mixed groups (GRPO signal) | prompt tokens |": (
-        "docs/real-models.md"
-    ),
-    "| setting | peak RSS | forward + backward |": "docs/real-models.md",
-    "| configuration | machine | sequences x tokens | rollout | update | rollout share |": "docs/real-models.md",
-    "| | CPU, 2 threads | H100 |": "docs/selection.md",
     "| configuration | engine | rollout | update | weight sync per step |": "docs/vllm.md",
     "| model, sequences x tokens | rollout through the adapter | base weights | adapter / base | `lora_sync: merged` "
     "rollout | sync: adapter / merged | merged greedy = HF |": "docs/vllm.md",

@@ -91,6 +91,12 @@ def differences(values: dict[str, float], record: dict) -> tuple[str, list[str]]
     return mode, problems
 
 
+def quoted(record: dict) -> str:
+    """What the documentation quotes from the results file, in a sentence (benchmarks/figures.py checks the page)."""
+    values = record["values"]
+    return f"scores {values['val/accuracy']:.1%} sampled and {values['val/accuracy_greedy']:.1%} greedy"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--write", action="store_true", help=f"store the values in {RESULT.relative_to(ROOT)}")

@@ -93,6 +93,11 @@ def validation_settings(config: str, overrides: list[str]) -> dict:
     return result
 
 
+def quoted(result: dict) -> str:
+    """What the documentation quotes from a results file: its table (benchmarks/figures.py checks the pages)."""
+    return markdown_table(result["seeds"], result["validation"])
+
+
 def markdown_table(records: list[dict], validation: dict) -> str:
     """The documentation's table: accuracy by validation step, mean +/- 95% t-interval over seeds, and the gain."""
     steps = [step for step, _ in records[0]["val/accuracy_greedy"]]

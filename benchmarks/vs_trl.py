@@ -329,6 +329,11 @@ def markdown_table(report: dict) -> str:
     return "\n".join(rows)
 
 
+def quoted(report: dict) -> str:
+    """What the documentation quotes from the results file: its table (benchmarks/figures.py checks the pages)."""
+    return markdown_table(report)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=["tiny", "smollm2"], choices=sorted(MODELS))

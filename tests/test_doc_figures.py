@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 from conftest import ROOT, load_script
 
 RESULTS = ROOT / "docs" / "results"
@@ -68,7 +69,7 @@ def test_a_page_that_quotes_an_old_number_is_caught(tmp_path):
     page = tmp_path / "page.md"
     lines = figure.quoted()
     page.write_text("\n".join([*lines[:-1], lines[-1].replace("%", "0%", 1)]) + "\n")  # one cell off
-    stale = FIGURES.Figure(figure.name, str(page), figure.source, figure.command, figure.kind)
+    stale = FIGURES.Figure(figure.name, str(page), figure.source, figure.command, figure.renderer)
     assert stale.missing() == [lines[-1]]
 
 
@@ -90,3 +91,33 @@ def test_the_readme_headline_is_the_mixes_race_report():
     readme = " ".join((ROOT / "README.md").read_text().split())
     assert f"**{mean:+.1f} +/- {half_width:.1f} points**" in readme
     assert f"from {shares['uniform']:.0%} to {shares['insight']:.0%}" in readme
+
+
+def test_a_command_with_leading_assignments_runs_with_them_in_its_environment(monkeypatch):
+    calls = []
+    monkeypatch.setattr(FIGURES.subprocess, "run", lambda argv, **kw: calls.append((argv, kw["env"])))
+    figure = FIGURES.by_name("real_model_memory")
+    assert figure.command.startswith("OMP_NUM_THREADS=1 python ")
+    figure.regenerate()
+    ((argv, env),) = calls
+    assert argv == [sys.executable, "benchmarks/real_model_memory.py", "--write"] and env["OMP_NUM_THREADS"] == "1"
+
+
+def test_the_sampler_overhead_benchmark_times_every_sampler_and_renders_its_table(monkeypatch, capsys):
+    """At toy size and with a given step time (the documented run measures one): every registered sampler gets a row
+    of the table the documentation quotes, and nothing is written without --write."""
+    bench = load_script(ROOT / "benchmarks" / "sampler_overhead.py")
+    written = (RESULTS / "sampler_overhead.json").read_bytes()
+    toy = ["--train-step-s", "2", "--pool", "1000", "--step-pool", "200", "--batch", "8", "--candidates", "32"]
+    monkeypatch.setattr(sys, "argv", ["sampler_overhead.py", *toy, "--repeats", "1"])
+    threads = torch.get_num_threads()
+    try:
+        bench.main()
+    finally:
+        torch.set_num_threads(threads)  # the benchmark sets 2 threads for itself
+    table = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
+    assert table[0].startswith("| | CPU, ") and table[2].startswith("| InSight scoring + top-8 over 1,000 prompts")
+    assert "| a GRPO step of the tiny CPU policy (the step compared with) | 2.00 s |" in table
+    rows = {line.split(" | ")[0][2:] for line in table}
+    assert set(bench.SAMPLERS) <= rows
+    assert (RESULTS / "sampler_overhead.json").read_bytes() == written
