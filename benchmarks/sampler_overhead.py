@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import inspect
-import json
 import statistics
 import sys
 import time
@@ -24,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from benchmarks.machine import machine_name, machine_record, package_versions  # noqa: E402
+from benchmarks.machine import machine_name, results_head, write_results  # noqa: E402
 from insight_lightning.race.cpu_signature import describe  # noqa: E402
 from samplers import SAMPLERS, BetaPosterior, Outcomes, PromptSelector, build_sampler  # noqa: E402
 from samplers.base import top_k_first_wins  # noqa: E402
@@ -146,9 +145,7 @@ def main() -> None:
         + (f", {torch.cuda.get_device_name(0)}" if "cuda" in devices else ", no GPU")
     )
     result = {
-        "command": " ".join(["python", "benchmarks/sampler_overhead.py", *sys.argv[1:]]),
-        "machine": machine_record(),
-        "versions": package_versions("torch"),
+        **results_head("benchmarks/sampler_overhead.py", "torch"),
         "threads": torch.get_num_threads(),
         "settings": {
             "pool": args.pool,
@@ -178,8 +175,7 @@ def main() -> None:
     print(f"(% of a {train_step:.2f} s training step; {machine_name()})\n")
     print(markdown_table(result))
     if args.write:
-        RESULT.write_text(json.dumps(result, indent=1) + "\n")
-        print(f"wrote {RESULT.relative_to(ROOT)}")
+        write_results(RESULT, result)
 
 
 if __name__ == "__main__":

