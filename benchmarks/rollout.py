@@ -29,9 +29,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.machine import results_head, write_results  # noqa: E402
+from benchmarks.machine import describe, results_head, write_results  # noqa: E402
 from insight_lightning.cli.app import main as cli_main  # noqa: E402
-from insight_lightning.race.cpu_signature import describe  # noqa: E402
 
 # Qwen2-0.5B's shape (494M parameters) with random weights: rollouts never end early, so every step is full length.
 QWEN2_05B = [

@@ -23,8 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from benchmarks.machine import machine_name, results_head, write_results  # noqa: E402
-from insight_lightning.race.cpu_signature import describe  # noqa: E402
+from benchmarks.machine import describe, machine_name, results_head, write_results  # noqa: E402
 from samplers import SAMPLERS, BetaPosterior, Outcomes, PromptSelector, build_sampler  # noqa: E402
 from samplers.base import top_k_first_wins  # noqa: E402
 from samplers.insight import wmi_score  # noqa: E402

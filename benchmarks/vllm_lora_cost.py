@@ -25,9 +25,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.machine import machine_name, package_versions, results_head, usable_cores, write_results  # noqa: E402
+from benchmarks.machine import describe, machine_name, package_versions, results_head, usable_cores, write_results  # noqa: E402
 from insight_lightning.policy.loading import LoraSettings, PolicyConfig  # noqa: E402
-from insight_lightning.race.cpu_signature import describe  # noqa: E402
 from insight_lightning.rollout.config import RolloutConfig  # noqa: E402
 from insight_lightning.rollout.vllm_sync import VLLMSettings, prompt_token_lists  # noqa: E402
 from insight_lightning.training.policy import build_policy  # noqa: E402
