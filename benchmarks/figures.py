@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import json
 import os
 import shlex
@@ -37,6 +38,9 @@ class Figure:
     renderer: str
     """The benchmark module whose `quoted(result)` renders the lines the page must hold from the results file, or
     "race" for a race's report."""
+    needs: str = ""
+    """A package the command imports that the project's own environment lacks (vllm lives in its own, see
+    docs/vllm.md): regenerating it elsewhere is refused in one sentence."""
 
     @property
     def path(self) -> Path:
@@ -61,6 +65,11 @@ class Figure:
 
     def regenerate(self) -> None:
         """The race: its report rebuilt from the committed ledger. Anything else: its command, run again."""
+        if self.needs and importlib.util.find_spec(self.needs) is None:
+            raise SystemExit(
+                f"error: {self.name} runs {self.needs}, which this Python ({sys.executable}) lacks: run "
+                f"`python benchmarks/figures.py --only {self.name}` with the environment that has it"
+            )
         env = dict(os.environ)
         if self.renderer == "race":
             argv = [sys.executable, "-m", "insight_lightning.race", "--name", self.path.name, "--report-only"]
@@ -125,6 +134,23 @@ FIGURES = [
         "benchmarks.rollout",
     ),
     Figure(
+        "rollout_engines",
+        "docs/vllm.md",
+        "docs/results/rollout_engines.json",
+        "python benchmarks/rollout.py --engine hf vllm --models tiny smollm2 --steps 3 "
+        "--write docs/results/rollout_engines.json",
+        "benchmarks.rollout",
+        needs="vllm",
+    ),
+    Figure(
+        "vllm_lora_cost",
+        "docs/vllm.md",
+        "docs/results/vllm_lora_cost.json",
+        "python benchmarks/vllm_lora_cost.py --models tiny smollm2 --repeats 3 --write",
+        "benchmarks.vllm_lora_cost",
+        needs="vllm",
+    ),
+    Figure(
         "vs_trl",
         "docs/real-models.md",
         "docs/results/vs_trl.json",
@@ -164,9 +190,6 @@ FIGURES = [
 UNSOURCED = {
     "| config | val/accuracy (pass@1, 4 samples, T=0.6) before RL -> after 20 / 40 / 60 GRPO steps | "
     "val/accuracy_greedy before -> after 60 | whole run |": "docs/results.md",
-    "| configuration | engine | rollout | update | weight sync per step |": "docs/vllm.md",
-    "| model, sequences x tokens | rollout through the adapter | base weights | adapter / base | `lora_sync: merged` "
-    "rollout | sync: adapter / merged | merged greedy = HF |": "docs/vllm.md",
 }
 
 # Tables that quote no measurement: what a page explains, not what was measured.

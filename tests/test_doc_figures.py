@@ -110,6 +110,15 @@ def test_a_command_with_leading_assignments_runs_with_them_in_its_environment(mo
     assert argv == [sys.executable, "benchmarks/real_model_memory.py", "--write"] and env["OMP_NUM_THREADS"] == "1"
 
 
+def test_a_figure_whose_command_needs_vllm_is_refused_in_one_sentence_where_vllm_is_absent(monkeypatch):
+    calls = []
+    monkeypatch.setattr(FIGURES.subprocess, "run", lambda argv, **kw: calls.append(argv))
+    monkeypatch.setattr(FIGURES.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(SystemExit, match="vllm_lora_cost runs vllm, which this Python .* lacks") as refused:
+        FIGURES.by_name("vllm_lora_cost").regenerate()
+    assert "\n" not in str(refused.value) and not calls
+
+
 def test_the_sampler_overhead_benchmark_times_every_sampler_and_renders_its_table(monkeypatch, capsys):
     """At toy size and with a given step time (the documented run measures one): every registered sampler gets a row
     of the table the documentation quotes, and nothing is written without --write."""
