@@ -99,6 +99,13 @@ FIGURES = [
         "benchmarks.real_model_learning",
     ),
     Figure(
+        "math_learning",
+        "docs/results.md",
+        "docs/results/real_model_learning_math.json",
+        "python benchmarks/real_model_learning.py --config math.yaml --seeds 0 1 2",
+        "benchmarks.real_model_learning",
+    ),
+    Figure(
         "first_validation",
         "docs/results.md",
         "docs/results/first_validation.json",
