@@ -12,6 +12,24 @@ def test_the_printed_config_holds_the_task_and_group_size():
     assert "group_size: 8" in result.stdout and "class_path: tasks.CountdownTask" in result.stdout
 
 
+def test_each_class_docstrings_are_parsed_once_per_process(monkeypatch):
+    # jsonargparse would parse them (source, ast) for each subcommand's parser, and again for every CLI built
+    import insight_lightning.cli.app as app
+
+    parsed = []
+    parse = app._parse_docstrings
+    monkeypatch.setattr(
+        app, "_parse_docstrings", lambda component, style: parsed.append(component) or parse(component, style=style)
+    )
+    app._parsed_docstrings.cache_clear()
+    first = cli_in_process("fit", "--config", "countdown.yaml", "--model.warm_start.help")
+    assert first.returncode == 0 and "Safety cap on wall-clock time" in " ".join(first.stdout.split())
+    once = len(parsed)
+    assert once > 10 and len(set(parsed)) == once  # the classes of four subcommands, each parsed once
+    again = cli_in_process("fit", "--config", "countdown.yaml", "--model.warm_start.help")
+    assert again.stdout == first.stdout and len(parsed) == once
+
+
 def test_paper_config_holds_the_papers_settings():
     result = cli_in_process("fit", "--config", "configs/paper/countdown_qwen3_0.6b.yaml", "--print_config")
     for line in (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import sys
@@ -9,6 +10,7 @@ import warnings
 from collections.abc import Callable
 from pathlib import Path
 
+import docstring_parser
 import lightning
 import yaml
 from jsonargparse import ActionConfigFile, ArgumentError, set_parsing_settings
@@ -26,6 +28,26 @@ from insight_lightning.training.module import GRPOModule
 
 # The one-line docstrings under dataclass fields become the --help text of their options.
 set_parsing_settings(docstring_parse_attribute_docstrings=True)
+_parse_docstrings = docstring_parser.parse_from_object
+
+
+@functools.cache
+def _parsed_docstrings(component, style) -> docstring_parser.Docstring:
+    return _parse_docstrings(component, style=style)
+
+
+def parse_docstrings_once(component, style=docstring_parser.DocstringStyle.AUTO) -> docstring_parser.Docstring:
+    """docstring_parser.parse_from_object, cached per class or function. jsonargparse parses every class's docstrings
+    (attribute docstrings read its source: inspect.getsource and ast) for each of the four subcommands' parsers and
+    again for every CLI a process builds; source does not change while a process runs, and this parse was the larger
+    part of building the CLI."""
+    try:
+        return _parsed_docstrings(component, style)
+    except TypeError:  # an unhashable component: parsed as it always was
+        return _parse_docstrings(component, style=style)
+
+
+docstring_parser.parse_from_object = parse_docstrings_once
 
 BUILTIN_CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 """The configs shipped with the package; `--config NAME` finds them from any folder."""
