@@ -3,11 +3,12 @@
     python benchmarks/first_validation.py            # prints the values
     python benchmarks/first_validation.py --write    # stores them in docs/results/first_validation.json
 
-configs/countdown.yaml with a 400-step warm-start on 2,000 problems (long enough that the policy scores: a check
-that reads 0% cannot see a change in scoring), then the pre-RL validation of 24 test problems (16 samples each at
-T = 0.6, and greedy) and one GRPO step. tests/test_first_validation.py reruns it and compares: exactly where the
-CPU signature (vendor, family, model, torch's vector extension, torch version) equals the one the file was written
-on; elsewhere only within a tolerance, because floating-point results (and so a warm-start's trajectory) differ.
+configs/countdown.yaml with a warm-start of 500 steps of 32 sequences on 2,000 problems (long enough that the policy
+scores, sampled and greedy: a check that reads 0% cannot see a change in scoring), then the pre-RL validation of 24
+test problems (16 samples each at T = 0.6, and greedy) and one GRPO step. tests/test_first_validation.py reruns it
+and compares: exactly where the CPU signature (vendor, family, model, torch's vector extension, torch version) equals
+the one the file was written on; elsewhere only within a tolerance, because floating-point results (and so a
+warm-start's trajectory) differ.
 """
 
 from __future__ import annotations
@@ -47,7 +48,8 @@ def fit_args(workdir: Path, warmstart_cache: Path) -> list[str]:
         "--trainer.enable_checkpointing", "false", "--trainer.enable_progress_bar", "false",
         "--trainer.callbacks", "[]",
         "--trainer.default_root_dir", str(workdir),
-        "--model.warm_start.max_steps", "400", "--model.warm_start.num_examples", "2000",
+        "--model.warm_start.max_steps", "500", "--model.warm_start.batch_size", "32",
+        "--model.warm_start.num_examples", "2000",
         "--model.warm_start.cache_dir", str(warmstart_cache),
         "--model.validation.samples_per_problem", "16", "--model.validation.at_end", "false",
         "--model.grpo.group_size", "4",
