@@ -129,13 +129,13 @@ class LearnerProbe(L.LightningModule):
             )
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("out")
     parser.add_argument("--devices", type=int, default=1)
     parser.add_argument("--micro-batch-size", type=int, default=64)
     parser.add_argument("--correction", choices=["none", "tis", "mask"], default=None)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     trainer = L.Trainer(
         accelerator="cpu",
         devices=args.devices,
