@@ -332,6 +332,7 @@ def test_a_race_runs_through_the_colocated_engine_screening_included(tmp_path):
     args += ["--prompts-per-step", "4", "--group-size", "4", "--eval-every", "2", "--eval-problems", "8"]
     args += ["--eval-samples", "1", "--warm-start-steps", "30", "--max-new-tokens", "16", "--regimes", "main"]
     args += ["--", "--model.rollout.engine=vllm", f"--model.rollout.vllm.kv_cache_gib={KV_CACHE_GIB}"]
+    args += ["--data.screening_rounds=1"]  # one refill round: the barely warm policy would screen up to 10 a step
     # the race's orchestrator in this process, as in test_race.py (its warm-start and run are processes of their own)
     result = in_process(race_main, ["python", "-m", "insight_lightning.race"], args)
     assert result.returncode == 0, result.stderr[-3000:]
