@@ -12,15 +12,15 @@ from conftest import ScriptedArithmetic
 
 from insight_lightning.race.cpu_signature import cpu_signature
 from insight_lightning.race.ledger import identity
-from insight_lightning.race.plan import RaceSettings, RunSpec, pool_args, run_args
+from insight_lightning.race.plan import PROBE_CALLBACK, RaceSettings, RunSpec, pool_args, run_args
 from insight_lightning.race.pool_builder import (
     CANDIDATES_PER_PROMPT,
     build_pools,
     proven_out_of_reach,
     warm_start_problems,
 )
-from insight_lightning.race.pools import KINDS, MIXES
-from insight_lightning.race.report import pools_made, pools_markdown, summarise
+from insight_lightning.race.pools import GRADED, GRADED_LEVELS, KINDS, MIXES, level_counts
+from insight_lightning.race.report import graded_markdown, pools_made, pools_markdown, summarise
 from insight_lightning.race.runner import check_pools, pool_record
 from insight_lightning.rollout.engine import SamplingParams
 from insight_lightning.training.warmstart import WarmStartConfig
@@ -205,3 +205,76 @@ def test_a_math_pool_records_which_problem_kinds_are_out_of_reach(tmp_path):
 def test_countdown_pools_have_no_problem_kinds(built):
     _, _, made = built
     assert not {"candidates_by_kind", "probe_by_kind"} & set(made["mix50"])
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory):
+    task = CountdownTask(train_size=20, test_size=30, max_number=20, max_target=40, template="compact")
+    folder = tmp_path_factory.mktemp("graded")
+    made = build_pools(task, SolvingPolicy(), SamplingParams(), ["mix50", GRADED], 20, folder, samples=SAMPLES)
+    return task, folder, made
+
+
+def test_the_graded_pool_holds_every_level_solvable_and_its_own_test_split(graded):
+    task, folder, made = graded
+    pool, test = rows(folder / "graded.jsonl"), rows(folder / "graded_test.jsonl")
+    assert [row["id"] for row in pool] == list(range(20)) and len(test) == len(task.examples("test")) == 30
+    assert {level: sum(row["kind"] == level for row in pool) for level in GRADED_LEVELS} == level_counts(20)
+    assert set(level_counts(20).values()) == {5} and set(level_counts(30).values()) == {8, 7}
+    for row in pool + test:
+        numbers, max_target = GRADED_LEVELS[row["kind"]]
+        assert len(row["nums"]) == numbers and 1 <= row["target"] <= max_target
+        assert solve(row["nums"], row["target"]) is not None  # hard, never impossible
+    keys = [problem_key(row) for row in pool + test]
+    assert len(set(keys)) == 50 and not set(keys) & {problem_key(row) for row in task.examples("test")}
+    assert [row["kind"] for row in pool] != sorted(row["kind"] for row in pool)  # levels shuffled, not in blocks
+    record = json.loads((folder / "graded.json").read_text())
+    assert (
+        record == made[GRADED]
+        and record["sha256"] == hashlib.sha256((folder / "graded.jsonl").read_bytes()).hexdigest()
+    )
+    assert record["solved"] == [right_answers(task.prompt(row)) for row in pool]  # the start probe, prompt by prompt
+    assert list(record["probe_by_kind"]) == sorted(GRADED_LEVELS)
+    assert sum(shares["prompts"] for shares in record["probe_by_kind"].values()) == 20
+
+
+def test_building_the_graded_pool_beside_a_mix_leaves_the_mix_as_it_was(built, graded):
+    # a race's existing mix pools (and the ledger's hashes of them) must not change when graded is built with them
+    assert rows(built[1] / "mix50.jsonl") == rows(graded[1] / "mix50.jsonl")
+
+
+def test_the_graded_regime_is_countdowns_and_its_runs_probe_the_pool_at_the_end(tmp_path):
+    with pytest.raises(ValueError, match="the graded regime draws Countdown problems by level; MathTask has no levels"):
+        build_pools(MathTask(train_size=2, test_size=2), ADDER, SamplingParams(), [GRADED], 4, tmp_path)
+    settings = RaceSettings(steps=40, prompts_per_step=32, regimes=(GRADED,))
+    args = run_args(settings, RunSpec(GRADED, "uniform", 0), None, tmp_path / "logs", tmp_path / "pools")
+    assert f"--data.task.init_args.train_file={tmp_path / 'pools' / 'graded.jsonl'}" in args
+    assert f"--data.task.init_args.test_file={tmp_path / 'pools' / 'graded_test.jsonl'}" in args
+    assert f"--trainer.callbacks+={PROBE_CALLBACK}" in args
+    mix = run_args(settings, RunSpec("mix50", "uniform", 0), None, tmp_path / "logs", tmp_path / "pools")
+    assert not any(PROBE_CALLBACK in arg for arg in mix)
+
+
+def test_the_report_shows_the_graded_pool_at_the_start_and_after_each_samplers_training(graded):
+    _, _, made = graded
+    start = made[GRADED]
+    pool = {"size": 20, "sha256": start["sha256"], "made": start}
+    out_of_reach = [i for i, solved in enumerate(start["solved"]) if solved == 0]
+    assert out_of_reach  # the scripted policy leaves some prompts unsolved
+
+    def run(sampler, seed, reached):
+        solved = [SAMPLES if i in reached else s for i, s in enumerate(start["solved"])]
+        end = {
+            "ids": list(range(20)),
+            "solved": solved,
+            "composition": {"out_of_reach": 0.0, "mixed": 0.5, "solved": 0.5},
+            "by_kind": {level: {"out_of_reach": 0.0, "mixed": 1.0, "solved": 0.0} for level in GRADED_LEVELS},
+        }
+        return {"regime": GRADED, "sampler": sampler, "seed": seed, "pool": pool, "probe_end": end}  # fmt: skip
+
+    text = graded_markdown([run("uniform", 0, set()), run("insight", 0, set(out_of_reach)), run("insight", 1, set())])
+    assert f"**graded pool** (20 prompts, an equal share of each level; each prompt probed {SAMPLES} times" in text
+    assert "| starting weights | - | " + " / ".join(f"{100 * start['probe'][k]:.0f}%" for k in KINDS) in text
+    assert "| uniform | 1 | 0% / 50% / 50% | " + " | ".join(["0% / 100% / 0%"] * 4) + " | 0% |" in text
+    assert text.splitlines()[6].startswith("| insight | 2 |") and text.splitlines()[6].endswith("| 50% |")
+    assert graded_markdown([{**run("uniform", 0, set()), "regime": "mix50"}]) == ""

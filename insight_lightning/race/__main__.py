@@ -80,8 +80,9 @@ def parse_settings(argv: list[str] | None = None) -> tuple[RaceSettings, Invocat
         nargs="+",
         choices=REGIMES,
         help="main (pool: each prompt picked about --visits-per-prompt times), large (~once), mix25/mix50/mix75 "
-        "(main's size, 25/50/75%% out of reach, the rest mixed), solved50 (half always solved, half mixed; see "
-        "race/pool_builder.py); default: main large",
+        "(main's size, 25/50/75%% out of reach, the rest mixed), solved50 (half always solved, half mixed), graded "
+        "(Countdown, main's size, four levels from easy to hard, all solvable; see race/pool_builder.py); "
+        "default: main large",
     )
     parser.add_argument("--model", help="'tiny' (default) or a Hugging Face name/path (no warm-start then)")
     parser.add_argument("--config", help="base YAML of every run (default configs/countdown.yaml)")

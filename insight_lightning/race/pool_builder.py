@@ -8,6 +8,10 @@ the task's generator away from the test split and from the warm-start's supervis
 and probed (K samples each); a pool takes its mixed (and solved) prompts from them. Its out-of-reach prompts are,
 for Countdown, problems the exact solver proves unreachable (no answer can ever earn more than the format reward,
 so they stay out of reach as the policy learns); for other tasks, candidates the probe found out of reach.
+
+The graded regime (Countdown only) is not composed by the probe: it draws an equal share of solvable problems at
+each of ``GRADED_LEVELS``, easy to hard, writes its own test split of the same levels (graded_test.jsonl) and
+records the probe of every prompt at the start, which a race compares with a probe of the trained policy.
 """
 
 from __future__ import annotations
@@ -15,11 +19,12 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import random
 from pathlib import Path
 
 import torch
 
-from insight_lightning.race.pools import MIXES, compose_pool, kind_counts, kind_of
+from insight_lightning.race.pools import GRADED, GRADED_LEVELS, MIXES, compose_pool, kind_counts, kind_of, level_counts
 from insight_lightning.race.probe import probe
 from insight_lightning.rollout.engine import SamplingParams
 from insight_lightning.training.experience import RolloutPolicy
@@ -59,6 +64,61 @@ def warm_start_problems(task: Task, config: WarmStartConfig | None) -> set:
     return {task.problem_key(row) for row in task.warmstart_examples(config.num_examples, config.seed)}
 
 
+def graded_problems(task: Task, size: int, seed: int, exclude: set) -> list[dict]:
+    """`size` solvable Countdown problems, ``level_counts(size)`` of each graded level (the row's "kind"), in a
+    seeded random order; none in `exclude`."""
+    if not isinstance(task, CountdownTask):
+        raise ValueError(f"the graded regime draws Countdown problems by level; {type(task).__name__} has no levels")
+    rows = []
+    for level, count in level_counts(size).items():
+        numbers, max_target = GRADED_LEVELS[level]
+        drawn = generate_problems(
+            count, split_seed(task.seed_namespace, seed, level), numbers, numbers, task.max_number, max_target, exclude
+        )
+        rows += [
+            {"nums": row["nums"], "target": row["target"], "solution": row["solution"], "kind": level} for row in drawn
+        ]
+        exclude = exclude | {task.problem_key(row) for row in drawn}
+    random.Random(seed).shuffle(rows)
+    return rows
+
+
+def build_graded(
+    task: Task,
+    policy: RolloutPolicy,
+    params: SamplingParams,
+    size: int,
+    folder: Path,
+    samples: int,
+    seed: int,
+    taken: set,
+) -> dict:
+    """The graded pool and its test split (as many problems as the ordinary one, same levels, disjoint), and the
+    probe of each pool prompt by the starting policy; writes graded.jsonl, graded_test.jsonl and graded.json."""
+    pool = graded_problems(task, size, split_seed(task.seed_namespace, seed, "graded-pool"), taken)
+    taken = taken | {task.problem_key(row) for row in pool}
+    test_size = len(task.examples("test"))
+    test = graded_problems(task, test_size, split_seed(task.seed_namespace, seed, "graded-test"), taken)
+    pool = [{**row, "id": index} for index, row in enumerate(pool)]
+    sha256 = write_rows(pool, folder / f"{GRADED}.jsonl")
+    test_sha256 = write_rows([{**row, "id": index} for index, row in enumerate(test)], folder / f"{GRADED}_test.jsonl")
+    torch.manual_seed(seed + 1)
+    found = probe(policy, task, pool, samples, params)
+    made = {
+        "levels": {level: list(shape) for level, shape in GRADED_LEVELS.items()},
+        "size": size,
+        "samples": samples,
+        "seed": seed,
+        "probe": found.composition(),
+        "probe_by_kind": found.composition_by_kind(pool),
+        "solved": found.solved.tolist(),
+        "sha256": sha256,
+        "test_sha256": test_sha256,
+    }
+    (folder / f"{GRADED}.json").write_text(json.dumps(made, indent=1) + "\n")
+    return made
+
+
 def write_rows(rows: list[dict], path: Path) -> str:
     """Rows as JSON lines; returns the file's SHA-256 (its content hash, as the ledger records it)."""
     data = "".join(json.dumps(row) + "\n" for row in rows).encode()
@@ -83,13 +143,19 @@ def build_pools(
     """
     if not isinstance(task, FileOrGeneratedSplits):
         raise ValueError(f"difficulty-mix pools need a task with generated splits, not {type(task).__name__}")
-    unknown = [r for r in regimes if r not in MIXES]
+    unknown = [r for r in regimes if r not in (*MIXES, GRADED)]
     if unknown:
-        raise ValueError(f"unknown difficulty-mix regimes {unknown}; known: {', '.join(MIXES)}")
+        raise ValueError(f"unknown difficulty-mix regimes {unknown}; known: {', '.join((*MIXES, GRADED))}")
     folder.mkdir(parents=True, exist_ok=True)
     test = task.examples("test")
     write_rows(test, folder / "test.jsonl")
     taken = {task.problem_key(row) for row in test} | (trained_on or set())
+    made = {}
+    if GRADED in regimes:  # first, from the same exclusions whatever else is built with it
+        made[GRADED] = build_graded(task, policy, params, size, folder, samples, seed, taken)
+    regimes = [r for r in regimes if r in MIXES]
+    if not regimes:
+        return made
     candidates = task.generate(CANDIDATES_PER_PROMPT * size, split_seed(task.seed_namespace, seed, "pool"), taken)
     torch.manual_seed(seed)
     found = probe(policy, task, candidates, samples, params)
@@ -104,7 +170,6 @@ def build_pools(
         candidates = [candidates[i] for i in kept] + proven
         solved = [solved[i] for i in kept] + [0] * len(proven)
     source = "proven unreachable by the exact solver" if proven is not None else "the probe"
-    made = {}
     for regime in regimes:
         pool = compose_pool(candidates, solved, samples, size, MIXES[regime], seed)
         pool = [{**row, "id": index} for index, row in enumerate(pool)]
@@ -136,7 +201,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
         description="Compose difficulty-mix pools from a probe of the policy that a fit's config builds.",
     )
     parser.add_argument("--out", required=True, help="folder of the pools, their records and the test split")
-    parser.add_argument("--regimes", nargs="+", required=True, choices=tuple(MIXES), help="pools to build")
+    parser.add_argument("--regimes", nargs="+", required=True, choices=(*MIXES, GRADED), help="pools to build")
     parser.add_argument("--size", type=int, required=True, help="prompts in each pool")
     parser.add_argument("--samples", type=int, default=PROBE_SAMPLES, help="probe samples of each prompt")
     parser.add_argument("--seed", type=int, default=0, help="seed of the candidates, the probes and the draws")
@@ -160,7 +225,8 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
     for regime, record in made.items():
         shares = record["probe"]
         print(
-            f"[pools] {regime}: {args.size} prompts, second probe {100 * shares['out_of_reach']:.1f}% out of reach, "
+            f"[pools] {regime}: {args.size} prompts, {'probe' if regime == GRADED else 'second probe'} "
+            f"{100 * shares['out_of_reach']:.1f}% out of reach, "
             f"{100 * shares['mixed']:.1f}% mixed, {100 * shares['solved']:.1f}% solved"
         )
     return made

@@ -15,6 +15,24 @@ MIXES: dict[str, dict[Kind, float]] = {
 always solved by the starting policy, half mixed."""
 
 
+GRADED_LEVELS: dict[str, tuple[int, int]] = {
+    "3 numbers, target <= 100": (3, 100),
+    "4 numbers, target <= 100": (4, 100),
+    "4 numbers, target <= 1000": (4, 1000),
+    "5 numbers, target <= 1000": (5, 1000),
+}
+"""The graded regime's Countdown levels (numbers per problem, largest target), an equal share each: every problem
+is solvable (drawn from an expression tree), from easy to hard for the starting policy, so that prompts out of reach
+at the start may come within reach as it learns (where beliefs that never forget go stale)."""
+GRADED = "graded"
+
+
+def level_counts(size: int) -> dict[str, int]:
+    """How many prompts of each graded level a pool of `size` holds: equal shares, the first levels taking the rest."""
+    base, extra = divmod(size, len(GRADED_LEVELS))
+    return {level: base + (index < extra) for index, level in enumerate(GRADED_LEVELS)}
+
+
 def kind_of(solved: int, samples: int) -> Kind:
     """A prompt's kind by its probe: none of the samples solved, all of them, or some (only these give a gradient)."""
     if solved == 0:

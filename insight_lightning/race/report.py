@@ -10,7 +10,7 @@ from pathlib import Path
 
 from insight_lightning.race.ledger import Ledger, machines
 from insight_lightning.race.paired import paired_markdown, paired_summary, unpaired_runs
-from insight_lightning.race.pools import KINDS
+from insight_lightning.race.pools import GRADED, KINDS
 from insight_lightning.race.statistics import (
     area_under_curve,
     mean_curve,
@@ -121,7 +121,7 @@ def pools_made(results: list[dict]) -> dict[str, list[dict]]:
     how it was made and what the probes found, with its SHA-256."""
     made: dict[str, dict[str, dict]] = defaultdict(dict)
     for r in results:
-        if "made" in r["pool"]:
+        if "made" in r["pool"] and r["regime"] != GRADED:  # the graded pool has its own table
             made[r["regime"]].setdefault(r["pool"]["sha256"], r["pool"]["made"])
     return {regime: list(pools.values()) for regime, pools in sorted(made.items())}
 
@@ -163,6 +163,52 @@ def pools_markdown(made: dict[str, list[dict]], table: dict[str, list[dict]], ba
     return "\n".join([*lines, ""])
 
 
+def graded_markdown(results: list[dict]) -> str:
+    """The graded pool by level, probed with the starting weights and with each sampler's trained policy (mean over
+    seeds), and the share of the prompts out of reach at the start that the trained policy reaches."""
+    runs = [r for r in results if r["regime"] == GRADED and "probe_end" in r and "made" in r["pool"]]
+    if not runs:
+        return ""
+    start = runs[0]["pool"]["made"]
+    levels = list(start["probe_by_kind"])
+    lines = [
+        f"**graded pool** ({start['size']} prompts, an equal share of each level; each prompt probed "
+        f"{start['samples']} times: out of reach / mixed / always solved)",
+        "",
+        "| policy | seeds | whole pool | " + " | ".join(levels) + " | out of reach at the start, reached at the end |",
+        "| --- | --- | --- | " + " | ".join("---" for _ in levels) + " | --- |",
+        "| starting weights | - | "
+        + " | ".join(map(_shares, [start["probe"], *start["probe_by_kind"].values()]))
+        + " | - |",
+    ]
+    for sampler in sorted({r["sampler"] for r in runs}, key=lambda s: (s != "uniform", s)):
+        ended = [r for r in runs if r["sampler"] == sampler]
+        whole = _mean_shares([r["probe_end"]["composition"] for r in ended])
+        by_level = [_mean_shares([r["probe_end"]["by_kind"][level] for r in ended]) for level in levels]
+        reached = [_reached(start["solved"], r["probe_end"]) for r in ended]
+        lines.append(
+            f"| {sampler} | {len(ended)} | "
+            + " | ".join(map(_shares, [whole, *by_level]))
+            + f" | {100 * sum(reached) / len(reached):.0f}% |"
+        )
+    return "\n".join([*lines, ""])
+
+
+def _shares(composition: dict) -> str:
+    return " / ".join(f"{100 * composition[kind]:.0f}%" for kind in KINDS)
+
+
+def _mean_shares(compositions: list[dict]) -> dict[str, float]:
+    return {kind: sum(c[kind] for c in compositions) / len(compositions) for kind in KINDS}
+
+
+def _reached(start_solved: list[int], end: dict) -> float:
+    """Of the pool prompts none of the starting samples solved, the share the end probe solved at least once."""
+    end_solved = dict(zip(end["ids"], end["solved"]))
+    out_of_reach = [index for index, solved in enumerate(start_solved) if solved == 0]
+    return sum(end_solved[index] > 0 for index in out_of_reach) / len(out_of_reach) if out_of_reach else 0.0
+
+
 def kind_shares(pool: dict, key: str) -> list[str]:
     """'add 10% / 80% / 10% (n 40)' for each problem kind a pool's record measured under `key`."""
     return [
@@ -191,7 +237,8 @@ def write_report(folder: Path) -> str:
     paired = paired_summary(results)
     made = pools_made(results)
     parts = [markdown(table, pools), paired_markdown(paired), machines_markdown(results, unpaired_runs(results))]
-    text = "\n".join([pools_markdown(made, table), *parts] if made else parts)
+    graded = graded_markdown(results)
+    text = "\n".join([*([pools_markdown(made, table)] if made else []), *([graded] if graded else []), *parts])
     (folder / "race.md").write_text(text)
     summary = {"pools": pools, **({"pools_made": made} if made else {}), "summary": table, "paired": paired}
     (folder / "race.json").write_text(json.dumps(summary, indent=1) + "\n")

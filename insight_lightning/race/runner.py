@@ -30,6 +30,7 @@ from insight_lightning.race.ledger import (
     units_begun_elsewhere,
 )
 from insight_lightning.race.plan import (
+    BUILT_POOLS,
     ROOT,
     RaceSettings,
     RunSpec,
@@ -39,7 +40,8 @@ from insight_lightning.race.plan import (
     run_args,
     warm_start_args,
 )
-from insight_lightning.race.pools import MIXES
+from insight_lightning.race.pool_probe import read_probes
+from insight_lightning.race.pools import GRADED
 from insight_lightning.training.warmstart import state_digest
 
 VALIDATION_LINE = re.compile(r"Validation at step (\d+): val/accuracy ([0-9.]+)")
@@ -79,11 +81,12 @@ def prepare_start(settings: RaceSettings, out: Path, threads: int) -> Path | Non
 def prepare_pools(settings: RaceSettings, out: Path, start: Path | None, threads: int) -> Path | None:
     """Build the difficulty-mix pools from a probe of the starting weights once (kept in out/pools for the race's
     later pieces); None when the race has no such regime."""
-    regimes = [r for r in settings.regimes if r in MIXES]
+    regimes = [r for r in settings.regimes if r in BUILT_POOLS]
     if not regimes:
         return None
     folder = out / "pools"
     files = ["test.jsonl", *(f"{regime}.{suffix}" for regime in regimes for suffix in ("json", "jsonl"))]
+    files += [f"{GRADED}_test.jsonl"] if GRADED in regimes else []
     if all((folder / name).is_file() for name in files):
         return folder
     print(f"[race] probing candidates from the starting weights for the pools of {', '.join(regimes)}")
@@ -116,11 +119,13 @@ def read_run(log_dir: Path) -> dict:
         return [[e.step, e.value] for e in events.Scalars(tag)] if tag in events.Tags()["scalars"] else []
 
     rollouts = series("train/rollouts_total")
+    probes = read_probes(log_dir)  # the graded regime's: the pool probed by the trained policy
     return {
         "accuracy": series("val/accuracy"),
         "zero_variance_share": series("selection/frac_zero_variance"),
         "unseen_share": series("selection/frac_unseen"),
         "rollouts": int(rollouts[-1][1]) if rollouts else 0,
+        **({"probe_end": probes[-1]} if probes else {}),
     }
 
 
