@@ -1,0 +1,51 @@
+"""benchmarks/selection_pays.py gathers the races' paired effects against uniform's zero-variance share."""
+
+from pathlib import Path
+
+import pytest
+from conftest import load_script
+
+from insight_lightning.race.cpu_signature import describe
+from insight_lightning.race.ledger import Ledger, claim_folder
+from insight_lightning.race.plan import RaceSettings
+from insight_lightning.race.report import write_report
+
+ROOT = Path(__file__).resolve().parents[1]
+MACHINE = {"vendor": "AuthenticAMD", "family": "25", "model": "17", "capability": "AVX512", "torch": "2.13.0+cpu"}
+
+
+def race(root: Path, name: str, regime: str, prompts_per_step: int, zero_variance: dict[str, float], gain: float):
+    """A race of two seeds, uniform and insight, in which insight's curve is `gain` above uniform's after the start."""
+    folder = root / name
+    claim_folder(folder, RaceSettings(regimes=(regime,), prompts_per_step=prompts_per_step), "another name")
+    ledger = Ledger(folder)
+    for sampler in ("uniform", "insight"):
+        for seed in (0, 1):
+            final = 0.3 + 0.05 * seed + (gain if sampler == "insight" else 0.0)
+            ledger.write(
+                {"run": f"{regime}__{sampler}__seed{seed}", "regime": regime, "sampler": sampler, "seed": seed,
+                 "pool": {"size": 10}, "accuracy": [[0, 0.2], [10, final]], "unseen_share": [[1, 0.0]],
+                 "zero_variance_share": [[1, zero_variance[sampler]]], "rollouts": 100, "wall_s": 5.0,
+                 "machine": MACHINE, "start": "aa"}
+            )  # fmt: skip
+    write_report(folder)
+
+
+def test_one_point_per_race_regime_and_sampler_at_uniforms_zero_variance_share(tmp_path):
+    selection_pays = load_script(ROOT / "benchmarks" / "selection_pays.py")
+    race(tmp_path, "mixes", "mix50", 32, {"uniform": 0.7, "insight": 0.3}, 0.02)
+    race(tmp_path, "mixes_m8", "mix50", 8, {"uniform": 0.72, "insight": 0.25}, 0.04)
+    race(tmp_path, "other", "main", 32, {"uniform": 0.4, "insight": 0.3}, 0.0)  # not one of the races it gathers
+    result = selection_pays.gather(tmp_path, ("mixes", "mixes_m8", "absent"))
+    assert [(p["race"], p["prompts_per_step"], p["sampler"]) for p in result["points"]] == [
+        ("mixes", 32, "insight"),
+        ("mixes_m8", 8, "insight"),
+    ]
+    at_32, at_8 = result["points"]
+    assert at_32["uniform_zero_variance"] == pytest.approx(0.7) and at_8["uniform_zero_variance"] == pytest.approx(0.72)
+    assert at_32["auc_diff"][0] == pytest.approx(0.01) and at_8["auc_diff"][0] == pytest.approx(0.02)  # half the gain
+    assert at_8["machines"] == [f"{describe(MACHINE)}, start aa"]
+    table = selection_pays.quoted(result).splitlines()
+    assert len(table) == 4 and table[3].startswith("| mix50 | 8 | 72% | insight | 2 | +2.0 (+/- 0.0) |")
+    selection_pays.plot(result, tmp_path / "plot.png")
+    assert (tmp_path / "plot.png").stat().st_size > 10_000
