@@ -234,7 +234,7 @@ def test_the_graded_pool_holds_every_level_solvable_and_its_own_test_split(grade
         and record["sha256"] == hashlib.sha256((folder / "graded.jsonl").read_bytes()).hexdigest()
     )
     assert record["solved"] == [right_answers(task.prompt(row)) for row in pool]  # the start probe, prompt by prompt
-    assert list(record["probe_by_kind"]) == sorted(GRADED_LEVELS)
+    assert sorted(record["probe_by_kind"]) == sorted(GRADED_LEVELS) and list(record["levels"]) == list(GRADED_LEVELS)
     assert sum(shares["prompts"] for shares in record["probe_by_kind"].values()) == 20
 
 
@@ -275,6 +275,7 @@ def test_the_report_shows_the_graded_pool_at_the_start_and_after_each_samplers_t
     text = graded_markdown([run("uniform", 0, set()), run("insight", 0, set(out_of_reach)), run("insight", 1, set())])
     assert f"**graded pool** (20 prompts, an equal share of each level; each prompt probed {SAMPLES} times" in text
     assert "| starting weights | - | " + " / ".join(f"{100 * start['probe'][k]:.0f}%" for k in KINDS) in text
+    assert "| policy | seeds | whole pool | " + " | ".join(GRADED_LEVELS) + " |" in text  # easy to hard
     assert "| uniform | 1 | 0% / 50% / 50% | " + " | ".join(["0% / 100% / 0%"] * 4) + " | 0% |" in text
     assert text.splitlines()[6].startswith("| insight | 2 |") and text.splitlines()[6].endswith("| 50% |")
     assert graded_markdown([{**run("uniform", 0, set()), "regime": "mix50"}]) == ""

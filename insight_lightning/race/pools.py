@@ -16,14 +16,15 @@ always solved by the starting policy, half mixed."""
 
 
 GRADED_LEVELS: dict[str, tuple[int, int]] = {
-    "3 numbers, target <= 100": (3, 100),
-    "4 numbers, target <= 100": (4, 100),
-    "4 numbers, target <= 1000": (4, 1000),
-    "5 numbers, target <= 1000": (5, 1000),
+    "3 numbers, target <= 40": (3, 40),
+    "4 numbers, target <= 40": (4, 40),
+    "4 numbers, target <= 400": (4, 400),
+    "5 numbers, target <= 40": (5, 40),
 }
-"""The graded regime's Countdown levels (numbers per problem, largest target), an equal share each: every problem
-is solvable (drawn from an expression tree), from easy to hard for the starting policy, so that prompts out of reach
-at the start may come within reach as it learns (where beliefs that never forget go stale)."""
+"""The graded regime's Countdown levels (numbers per problem, largest target), an equal share each, every problem
+solvable (drawn from an expression tree): the race config's own problems (3 or 4 numbers, targets up to 40), then
+larger targets, then one number more than its warm-start ever saw, so that prompts out of reach at the start may come
+within reach as the policy learns (where beliefs that never forget go stale)."""
 GRADED = "graded"
 
 

@@ -170,7 +170,7 @@ def graded_markdown(results: list[dict]) -> str:
     if not runs:
         return ""
     start = runs[0]["pool"]["made"]
-    levels = list(start["probe_by_kind"])
+    levels = list(start["levels"])  # easy to hard, as the pool's record lists them
     lines = [
         f"**graded pool** ({start['size']} prompts, an equal share of each level; each prompt probed "
         f"{start['samples']} times: out of reach / mixed / always solved)",
@@ -178,7 +178,7 @@ def graded_markdown(results: list[dict]) -> str:
         "| policy | seeds | whole pool | " + " | ".join(levels) + " | out of reach at the start, reached at the end |",
         "| --- | --- | --- | " + " | ".join("---" for _ in levels) + " | --- |",
         "| starting weights | - | "
-        + " | ".join(map(_shares, [start["probe"], *start["probe_by_kind"].values()]))
+        + " | ".join(map(_shares, [start["probe"], *(start["probe_by_kind"][level] for level in levels)]))
         + " | - |",
     ]
     for sampler in sorted({r["sampler"] for r in runs}, key=lambda s: (s != "uniform", s)):
