@@ -190,7 +190,7 @@ FIGURES = [
         RACE_MD,
         "docs/results/race/mixes",
         "python benchmarks/sampler_race.py --quick --name mixes --regimes mix50 mix25 mix75 --samplers uniform insight "
-        "mopps informative_group dynamic_sampling --jobs 2 --budget-minutes 25",
+        "mopps informative_group dynamic_sampling greso speed_rl --seeds 8 --jobs 1 --budget-minutes 27",
         "race",
     ),
     Figure(
