@@ -61,7 +61,9 @@ class PoolProbe(L.Callback):
             return {}
         self._last_step = step
         examples = trainer.datamodule.train_examples
-        with torch.random.fork_rng(devices=[]):  # training goes on with the random state it had
+        device = pl_module.device
+        cuda = [device.index or 0] if device.type == "cuda" else []
+        with torch.random.fork_rng(devices=cuda):  # training goes on with the random state it had (CPU and GPU)
             torch.manual_seed(self.seed)
             found = probe(pl_module.policy, pl_module.task, examples, self.samples, pl_module.rollout)
         record = {
