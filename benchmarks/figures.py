@@ -194,6 +194,14 @@ FIGURES = [
         "race",
     ),
     Figure(
+        "race_graded",
+        RACE_MD,
+        "docs/results/race/graded",
+        "python benchmarks/sampler_race.py --quick --name graded --regimes graded --samplers uniform insight "
+        "mopps:forgetting=0.5 informative_group greso --seeds 8 --jobs 1 --budget-minutes 27",
+        "race",
+    ),
+    Figure(
         "race_smollm2",
         RACE_MD,
         "docs/results/race/smollm2",
