@@ -275,7 +275,11 @@ def test_the_report_shows_the_graded_pool_at_the_start_and_after_each_samplers_t
     text = graded_markdown([run("uniform", 0, set()), run("insight", 0, set(out_of_reach)), run("insight", 1, set())])
     assert f"**graded pool** (20 prompts, an equal share of each level; each prompt probed {SAMPLES} times" in text
     assert "| starting weights | - | " + " / ".join(f"{100 * start['probe'][k]:.0f}%" for k in KINDS) in text
-    assert "| policy | seeds | whole pool | " + " | ".join(GRADED_LEVELS) + " |" in text  # easy to hard
+    assert "| policy | seeds | whole pool | " + " | ".join(GRADED_LEVELS) + " |" in text
+    # the levels in the order the pool's record lists them (easy to hard), not sorted by name
+    backwards = {**pool, "made": {**start, "levels": dict(reversed(start["levels"].items()))}}
+    header = graded_markdown([{**run("uniform", 0, set()), "pool": backwards}]).splitlines()[2]
+    assert header.startswith("| policy | seeds | whole pool | " + " | ".join(reversed(GRADED_LEVELS)) + " |")
     assert "| uniform | 1 | 0% / 50% / 50% | " + " | ".join(["0% / 100% / 0%"] * 4) + " | 0% |" in text
     assert text.splitlines()[6].startswith("| insight | 2 |") and text.splitlines()[6].endswith("| 50% |")
     assert graded_markdown([{**run("uniform", 0, set()), "regime": "mix50"}]) == ""

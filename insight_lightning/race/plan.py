@@ -9,7 +9,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from insight_lightning.race.pools import GRADED, MIXES
+from insight_lightning.race.pools import BUILT_POOLS, GRADED, MIXES
 from samplers import REFRESH_MODES, SAMPLERS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,8 +28,6 @@ INSIGHT_ABLATIONS = ("insight:score=mi", "insight:score=w", "insight:belief=samp
 per-pass ranking mode, as race variants."""
 VISITS_PER_PROMPT = 13  # the paper's Countdown run: 100 steps x 256 prompts from a pool of 2,000
 REGIMES = ("main", "large", *MIXES, GRADED)
-BUILT_POOLS = (*MIXES, GRADED)
-"""Regimes whose pools are files the pool builder makes from a probe of the starting weights."""
 PROBE_CALLBACK = "insight_lightning.race.pool_probe.PoolProbe"
 """Added to the graded regime's runs: the pool probed by the trained policy, to compare with the probe at the start."""
 DATA_OPTIONS = ("refresh", "screening")

@@ -24,7 +24,16 @@ from pathlib import Path
 
 import torch
 
-from insight_lightning.race.pools import GRADED, GRADED_LEVELS, MIXES, compose_pool, kind_counts, kind_of, level_counts
+from insight_lightning.race.pools import (
+    BUILT_POOLS,
+    GRADED,
+    GRADED_LEVELS,
+    MIXES,
+    compose_pool,
+    kind_counts,
+    kind_of,
+    level_counts,
+)
 from insight_lightning.race.probe import probe
 from insight_lightning.rollout.engine import SamplingParams
 from insight_lightning.training.experience import RolloutPolicy
@@ -143,9 +152,9 @@ def build_pools(
     """
     if not isinstance(task, FileOrGeneratedSplits):
         raise ValueError(f"difficulty-mix pools need a task with generated splits, not {type(task).__name__}")
-    unknown = [r for r in regimes if r not in (*MIXES, GRADED)]
+    unknown = [r for r in regimes if r not in BUILT_POOLS]
     if unknown:
-        raise ValueError(f"unknown difficulty-mix regimes {unknown}; known: {', '.join((*MIXES, GRADED))}")
+        raise ValueError(f"unknown difficulty-mix regimes {unknown}; known: {', '.join(BUILT_POOLS)}")
     folder.mkdir(parents=True, exist_ok=True)
     test = task.examples("test")
     write_rows(test, folder / "test.jsonl")
@@ -201,7 +210,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
         description="Compose difficulty-mix pools from a probe of the policy that a fit's config builds.",
     )
     parser.add_argument("--out", required=True, help="folder of the pools, their records and the test split")
-    parser.add_argument("--regimes", nargs="+", required=True, choices=(*MIXES, GRADED), help="pools to build")
+    parser.add_argument("--regimes", nargs="+", required=True, choices=BUILT_POOLS, help="pools to build")
     parser.add_argument("--size", type=int, required=True, help="prompts in each pool")
     parser.add_argument("--samples", type=int, default=PROBE_SAMPLES, help="probe samples of each prompt")
     parser.add_argument("--seed", type=int, default=0, help="seed of the candidates, the probes and the draws")

@@ -26,6 +26,8 @@ solvable (drawn from an expression tree): the race config's own problems (3 or 4
 larger targets, then one number more than its warm-start ever saw, so that prompts out of reach at the start may come
 within reach as the policy learns (where beliefs that never forget go stale)."""
 GRADED = "graded"
+BUILT_POOLS = (*MIXES, GRADED)
+"""Regimes whose pools are files the pool builder makes from a probe of the starting weights."""
 
 
 def level_counts(size: int) -> dict[str, int]:

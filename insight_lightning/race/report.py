@@ -211,10 +211,7 @@ def _reached(start_solved: list[int], end: dict) -> float:
 
 def kind_shares(pool: dict, key: str) -> list[str]:
     """'add 10% / 80% / 10% (n 40)' for each problem kind a pool's record measured under `key`."""
-    return [
-        f"{kind} " + " / ".join(f"{100 * shares[k]:.0f}%" for k in KINDS) + f" (n {shares['prompts']})"
-        for kind, shares in pool[key].items()
-    ]
+    return [f"{kind} {_shares(shares)} (n {shares['prompts']})" for kind, shares in pool[key].items()]
 
 
 def machines_markdown(results: list[dict], unpaired: int, baseline: str = "uniform") -> str:

@@ -30,7 +30,6 @@ from insight_lightning.race.ledger import (
     units_begun_elsewhere,
 )
 from insight_lightning.race.plan import (
-    BUILT_POOLS,
     ROOT,
     RaceSettings,
     RunSpec,
@@ -41,7 +40,7 @@ from insight_lightning.race.plan import (
     warm_start_args,
 )
 from insight_lightning.race.pool_probe import read_probes
-from insight_lightning.race.pools import GRADED
+from insight_lightning.race.pools import BUILT_POOLS, GRADED
 from insight_lightning.training.warmstart import state_digest
 
 VALIDATION_LINE = re.compile(r"Validation at step (\d+): val/accuracy ([0-9.]+)")
