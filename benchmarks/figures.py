@@ -186,6 +186,14 @@ FIGURES = [
         "race",
     ),
     Figure(
+        "race_rivals",
+        RACE_MD,
+        "docs/results/race/rivals",
+        "python benchmarks/sampler_race.py --quick --name rivals --samplers uniform insight mopps informative_group "
+        "dynamic_sampling greso speed_rl --seeds 8 --jobs 1 --budget-minutes 27",
+        "race",
+    ),
+    Figure(
         "race_mixes",
         RACE_MD,
         "docs/results/race/mixes",

@@ -24,8 +24,9 @@ from insight_lightning.race.ledger import LEDGER_ROOT, Ledger, machines  # noqa:
 from insight_lightning.race.statistics import plus_minus  # noqa: E402
 
 RESULT = ROOT / "docs" / "results" / "selection_pays.json"
-RACES = ("quick", "large", "mixes", "mixes_m8", "graded")
-"""The races of the tiny policy at the quick settings (40 steps of 32 prompts, or 160 of 8) that this figure gathers."""
+RACES = ("quick", "rivals", "large", "mixes", "mixes_m8", "graded")
+"""The races of the tiny policy at the quick settings (40 steps of 32 prompts, or 160 of 8) that this figure gathers;
+quick and rivals race the main pool at the same settings on two CPU signatures, each from its own warm-start."""
 
 
 def gather(root: Path = LEDGER_ROOT, races: tuple[str, ...] = RACES) -> dict:
