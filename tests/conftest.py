@@ -20,8 +20,14 @@ sys.path.insert(0, str(TESTS))  # selection_probe, for in-process CLI runs
 
 @pytest.fixture(scope="session")
 def warmstart_cache(tmp_path_factory) -> Path:
-    """One warm-start cache for the whole session, so each fit trains the tiny model only once per shape."""
-    return tmp_path_factory.mktemp("warmstart_cache")
+    """One warm-start cache for the whole session, so each fit trains the tiny model only once per shape.
+
+    INSIGHT_LIGHTNING_TEST_WARMSTART_CACHE names a folder to use instead: CI's vLLM stage reads the one its main suite
+    trained (the cache key holds torch's version, the starting weights, the settings and the data, all the same in
+    both environments), instead of spending a minute training it again.
+    """
+    named = os.environ.get("INSIGHT_LIGHTNING_TEST_WARMSTART_CACHE")
+    return Path(named) if named else tmp_path_factory.mktemp("warmstart_cache")
 
 
 @pytest.fixture(scope="session")
