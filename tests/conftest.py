@@ -26,8 +26,7 @@ def warmstart_cache(tmp_path_factory) -> Path:
     trained (the cache key holds torch's version, the starting weights, the settings and the data, all the same in
     both environments), instead of spending a minute training it again.
     """
-    named = os.environ.get("INSIGHT_LIGHTNING_TEST_WARMSTART_CACHE")
-    return Path(named) if named else tmp_path_factory.mktemp("warmstart_cache")
+    return session_folder(tmp_path_factory, "warmstart_cache")
 
 
 @pytest.fixture(scope="session")
@@ -37,8 +36,13 @@ def gguf_cache(tmp_path_factory) -> Path:
     INSIGHT_LIGHTNING_TEST_GGUF_CACHE names a folder to use instead: CI's vLLM stage, whose copy was made while the
     main suite ran (not for a session that runs tests/test_real_model.py, which compares a fresh parse with its copy).
     """
-    named = os.environ.get("INSIGHT_LIGHTNING_TEST_GGUF_CACHE")
-    return Path(named) if named else tmp_path_factory.mktemp("gguf_cache")
+    return session_folder(tmp_path_factory, "gguf_cache")
+
+
+def session_folder(tmp_path_factory, name: str) -> Path:
+    """The folder INSIGHT_LIGHTNING_TEST_<NAME> names (one a CI stage shares with the next), else a fresh one."""
+    named = os.environ.get(f"INSIGHT_LIGHTNING_TEST_{name.upper()}")
+    return Path(named) if named else tmp_path_factory.mktemp(name)
 
 
 # The warm-start of every tiny fit: the one tests/test_first_validation.py needs (a policy that scores), so the
