@@ -382,7 +382,8 @@ class VLLMServer:
         port = self.url.rsplit(":", 1)[1]
         command = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", folder, "--port", port]
         command += ["--host", "127.0.0.1", "--enforce-eager", "--dtype", "float32", "--max-model-len", "256"]
-        command += ["--enable-lora", "--max-lora-rank", "16", "--max-loras", "2"]  # 2 trainer ranks at once
+        # 2 trainer ranks at once, each holding two versions while it swaps them (docs/vllm.md)
+        command += ["--enable-lora", "--max-lora-rank", "16", "--max-loras", "2", "--max-cpu-loras", "4"]
         command += ["--logprobs-mode", "processed_logprobs"]
         self.started += 1
         self.serving = folder
@@ -485,12 +486,18 @@ def server_fit(tmp_path: Path, tiny_fit_args, server: VLLMServer, base: str, ste
         return subprocess.Popen(command, cwd=ROOT, env=subprocess_env(), stdout=log, stderr=subprocess.STDOUT)
 
 
-def wait_for_checkpoint(tmp_path: Path, step: int, fit: subprocess.Popen) -> None:
+def wait_for_checkpoint(tmp_path: Path, step: int, fit: subprocess.Popen, server: VLLMServer) -> None:
     deadline = time.monotonic() + 300
     while not list((tmp_path / "ckpt").glob(f"*step={step}.ckpt")):
-        assert fit.poll() is None, (tmp_path / "fit.log").read_text()[-3000:]
+        assert fit.poll() is None, (tmp_path / "fit.log").read_text()[-3000:] + server_errors(server)
         assert time.monotonic() < deadline, f"no checkpoint of step {step} in 300 s"
         time.sleep(0.01)  # the faults are meant to hit the next step, not one already done
+
+
+def server_errors(server: VLLMServer) -> str:
+    """The server's own account of a failure (its engine's exception), for a fit that died of it."""
+    errors = [line for line in server.log().splitlines() if "Error" in line and "Traceback" not in line]
+    return "\nthe server's log, its errors:\n" + "\n".join(list(dict.fromkeys(errors))[-12:])
 
 
 def error_line(tmp_path: Path) -> str:
@@ -512,10 +519,10 @@ def test_a_restarted_server_gets_the_adapter_again_and_a_replaced_one_stops_the_
     stops in one sentence naming both models, with the last checkpoint intact."""
     server = vllm_server
     fit = server_fit(tmp_path, tiny_fit_args, server, server.base, 12, "--model.rollout.vllm.server_retry_s=300")
-    wait_for_checkpoint(tmp_path, 2, fit)
+    wait_for_checkpoint(tmp_path, 2, fit, server)
     server.kill()
     server.start(server.base)
-    wait_for_checkpoint(tmp_path, 4, fit)
+    wait_for_checkpoint(tmp_path, 4, fit, server)
     log = (tmp_path / "fit.log").read_text()
     assert "failed (" in log and "is back and serves the same base model" in log  # retried, checked, reloaded
     server.kill()
@@ -538,7 +545,7 @@ def test_two_ranks_share_one_server_and_a_stalled_server_stops_the_run_at_the_de
     ddp = ["--trainer.strategy=ddp", "--trainer.devices=2", "--trainer.accelerator=cpu"]
     retry = ["--model.rollout.vllm.server_retry_s=8", "--model.rollout.vllm.server_timeout_s=5"]
     fit = server_fit(tmp_path, tiny_fit_args, server, server.serving, 12, *ddp, *retry)
-    wait_for_checkpoint(tmp_path, 1, fit)
+    wait_for_checkpoint(tmp_path, 1, fit, server)
     server.signal(signal.SIGSTOP)
     try:
         assert fit.wait(timeout=300) != 0

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -21,6 +22,8 @@ class StandIn:
 
     def __init__(self) -> None:
         self.adapters: set[str] = set()
+        self.folders: dict[str, str] = {}  # adapter name: the folder it was loaded from
+        self.unloaded: list[tuple[str, bool]] = []  # (name, whether its folder still existed) at each unload
         self.fail: list[str] = []  # "503", "stall" or "close" for each next request
         self.requests: list[tuple[str, str]] = []
         self.stall_s = 5.0
@@ -68,8 +71,10 @@ class StandIn:
             if body["lora_name"] in self.adapters:
                 return 400, {"error": {"message": f"The lora adapter '{body['lora_name']}' has already been loaded."}}
             self.adapters.add(body["lora_name"])
+            self.folders[body["lora_name"]] = body["lora_path"]
             return 200, {}
         if path == "/v1/unload_lora_adapter":
+            self.unloaded.append((body["lora_name"], os.path.isdir(self.folders.get(body["lora_name"], ""))))
             if body["lora_name"] not in self.adapters:
                 return 404, {"error": {"message": f"The lora adapter '{body['lora_name']}' cannot be found."}}
             self.adapters.remove(body["lora_name"])
@@ -88,8 +93,6 @@ class Adapter:
     """save_pretrained of a PeftModel."""
 
     def save_pretrained(self, folder: str) -> None:
-        import os
-
         os.makedirs(folder)
 
 
@@ -166,6 +169,31 @@ def test_a_server_restarted_between_steps_gets_the_adapter_again_and_unloading_w
         ("POST", "/v1/load_lora_adapter"),  # the adapter again
         ("POST", "/v1/completions"),
     ]
+
+
+def test_an_adapters_files_stay_until_the_server_has_unloaded_it(stand_in):
+    """The server may still run a request with the previous adapter (one whose client timed out and retried) and
+    read its files again: vLLM's engine dies on an adapter it cannot read, so they go only after the unload."""
+    engine = engine_for(stand_in)
+    generate(engine)
+    first, first_folder = engine.served, stand_in.folders[engine.served]
+    engine.weights_updated()
+    generate(engine)
+    assert stand_in.unloaded == [(first, True)]  # its files were there while the server held it
+    assert not os.path.exists(first_folder) and os.path.isdir(stand_in.folders[engine.served])
+
+
+def test_adapter_folders_keep_one_version_unless_the_caller_removes_the_previous_itself(tmp_path):
+    from insight_lightning.rollout.vllm_sync import AdapterFolders
+
+    folders = AdapterFolders(str(tmp_path))
+    first, second = folders.write(Adapter(), 0), folders.write(Adapter(), 1)
+    assert not first.exists() and second.is_dir()  # the colocated engine's way: one version on disk
+    third = folders.write(Adapter(), 2, keep_previous=True)
+    assert second.is_dir() and third.is_dir()
+    folders.remove(third)  # never the current one
+    folders.remove(second)
+    assert not second.exists() and third.is_dir()
 
 
 def test_two_engines_on_one_server_never_share_an_adapter_name(stand_in):

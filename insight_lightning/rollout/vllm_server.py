@@ -89,7 +89,8 @@ class VLLMServerEngine(SyncedEngine):
 
     The server must load the same base model, be started with --enable-lora --max-lora-rank R and
     VLLM_ALLOW_RUNTIME_LORA_UPDATING=True (adapters are loaded at run time) and --logprobs-mode processed_logprobs,
-    and --max-loras at least the number of trainer ranks (each loads its own adapter under its own name).
+    --max-loras at least the number of trainer ranks (each loads its own adapter under its own name) and
+    --max-cpu-loras twice that (each loads its next version before it unloads the last).
     Each step's adapter is written to settings.adapter_dir, which the server must be able to read.
 
     Args:
@@ -257,12 +258,16 @@ class VLLMServerEngine(SyncedEngine):
         """Load the current adapter into the server under a new name (and unload the previous one)."""
         if self.outage:
             self.recover()
-        folder = str(self.adapters.write(model, self.version))
+        previous_folder = self.adapters.current
+        # The previous version's files stay until the server has unloaded it: a request it still runs (one whose
+        # client timed out and retried) may need them again, and vLLM's engine dies on an adapter it cannot read.
+        folder = str(self.adapters.write(model, self.version, keep_previous=True))
         name = f"{self.instance}-v{self.version}"
         self._load(name, folder)
         previous, self.served = self.served, name
         if previous is not None:
             self._unload(previous)
+        self.adapters.remove(previous_folder)
 
     def generate(
         self, model: nn.Module, prompt_ids: Tensor, prompt_mask: Tensor, params: SamplingParams, n: int = 1

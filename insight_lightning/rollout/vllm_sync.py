@@ -128,8 +128,9 @@ class AdapterFolders:
         self.root = Path(tempfile.mkdtemp(prefix="insight_lightning_adapter_", dir=base))
         self.current: Path | None = None
 
-    def write(self, model: nn.Module, version: int) -> Path:
-        """Save the PeftModel's adapter as version `version`; the previous version's folder is removed."""
+    def write(self, model: nn.Module, version: int, keep_previous: bool = False) -> Path:
+        """Save the PeftModel's adapter as version `version`; the previous version's folder is removed, unless
+        keep_previous (the caller removes it with `remove` once no engine can read it again)."""
         folder = self.root / f"v{version}"
         try:
             model.save_pretrained(str(folder))
@@ -145,10 +146,15 @@ class AdapterFolders:
             )
             folder = self.root / f"v{version}"
             model.save_pretrained(str(folder))
-        if self.current is not None and self.current != folder:
-            shutil.rmtree(self.current, ignore_errors=True)
-        self.current = folder
+        previous, self.current = self.current, folder
+        if not keep_previous:
+            self.remove(previous)
         return folder
+
+    def remove(self, folder: Path | None) -> None:
+        """Remove one version's folder (never the current one)."""
+        if folder is not None and folder != self.current:
+            shutil.rmtree(folder, ignore_errors=True)
 
     def close(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
