@@ -512,26 +512,19 @@ def checkpoint_step(tmp_path: Path) -> int:
 
 
 @needs_vllm
-def test_a_restarted_server_gets_the_adapter_again_and_a_replaced_one_stops_the_run(
-    vllm_server, tiny_fit_args, tmp_path
-):
-    """Kill the server mid-run and start it again: training goes on. Then replace it with another model: the run
-    stops in one sentence naming both models, with the last checkpoint intact."""
+def test_a_restarted_server_gets_the_adapter_again_and_training_goes_on(vllm_server, tiny_fit_args, tmp_path):
+    """Kill the server mid-run and start it again: training goes on to its end. (A server that comes back serving
+    another model is refused before any rollout: tests/test_vllm_server_requests.py, against a stand-in, as the
+    probe's refusal of a real server of another model is tested above.)"""
     server = vllm_server
-    fit = server_fit(tmp_path, tiny_fit_args, server, server.base, 12, "--model.rollout.vllm.server_retry_s=300")
+    fit = server_fit(tmp_path, tiny_fit_args, server, server.base, 5, "--model.rollout.vllm.server_retry_s=300")
     wait_for_checkpoint(tmp_path, 2, fit, server)
     server.kill()
     server.start(server.base)
-    wait_for_checkpoint(tmp_path, 4, fit, server)
+    assert fit.wait(timeout=300) == 0, (tmp_path / "fit.log").read_text()[-3000:] + server_errors(server)
     log = (tmp_path / "fit.log").read_text()
     assert "failed (" in log and "is back and serves the same base model" in log  # retried, checked, reloaded
-    server.kill()
-    server.start(server.other)
-    assert fit.wait(timeout=300) == 2
-    line = error_line(tmp_path)
-    assert line.startswith("error: Step ") and f"The vLLM server at {server.url} serves `{server.other}`" in line
-    assert f"not the trainer's base model `{server.base}`" in line and "log-probs of a probe text" in line
-    assert checkpoint_step(tmp_path) >= 4  # the last checkpoint loads, from before the replacement
+    assert checkpoint_step(tmp_path) == 5
 
 
 @needs_vllm

@@ -27,6 +27,8 @@ class StandIn:
         self.fail: list[str] = []  # "503", "stall" or "close" for each next request
         self.requests: list[tuple[str, str]] = []
         self.stall_s = 5.0
+        self.vocab_size = 16  # the served base model: its vocabulary, and log p(token) = -this shift for any token
+        self.logprob_shift = 1.0
         stand_in = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -79,6 +81,11 @@ class StandIn:
                 return 404, {"error": {"message": f"The lora adapter '{body['lora_name']}' cannot be found."}}
             self.adapters.remove(body["lora_name"])
             return 200, {}
+        if body.get("echo"):  # the probe: the prompt's log-probs under the base model
+            if max(body["prompt"]) >= self.vocab_size:
+                return 400, {"error": {"message": f"Token id {max(body['prompt'])} is out of vocabulary"}}
+            logprobs = [None] + [-self.logprob_shift] * (len(body["prompt"]) - 1)
+            return 200, {"choices": [{"index": 0, "logprobs": {"token_logprobs": logprobs}}]}
         if body["model"] not in self.adapters:
             return 404, {"error": {"message": f"The model `{body['model']}` does not exist."}}
         choices = [{"index": i, "logprobs": {"tokens": ["token_id:2"], "token_logprobs": [-0.5]}} for i in range(2)]
@@ -129,6 +136,7 @@ def waits(monkeypatch) -> list[float]:
 def test_failed_requests_are_retried_with_backoff_and_each_retry_is_logged(stand_in, caplog, waits):
     engine = engine_for(stand_in, timeout_s=0.5)
     assert engine.model_name == "/models/base"  # the server's name for its base model
+    generate(engine)  # the adapter is loaded: the faults below hit the completions
     stand_in.fail = ["503", "close", "stall", "502", "503"]
     started = time.monotonic()
     with caplog.at_level(logging.WARNING, logger="insight_lightning"):
@@ -147,7 +155,8 @@ def test_past_the_deadline_the_engine_stops_with_one_sentence_naming_the_url(sta
     with pytest.raises(RolloutEngineError) as error:
         generate(engine)
     message = str(error.value)
-    assert message.startswith(f"The vLLM server at {stand_in.url} did not answer POST /v1/load_lora_adapter for 1.5 s")
+    # the adapter's load failed first; the check of the server that must precede another try did not get through
+    assert message.startswith(f"The vLLM server at {stand_in.url} did not answer GET /v1/models for 1.5 s")
     assert "timed out" in message and "--ckpt_path last" in message and "\n" not in message
 
 
@@ -194,6 +203,28 @@ def test_adapter_folders_keep_one_version_unless_the_caller_removes_the_previous
     folders.remove(third)  # never the current one
     folders.remove(second)
     assert not second.exists() and third.is_dir()
+
+
+def test_a_server_that_comes_back_serving_another_model_is_refused_before_any_rollout(stand_in, waits):
+    """A server replaced mid-run by one of another base model (same URL): the first request after the outage checks
+    the model again, and the run stops in one sentence naming both models, with no rollout from the other model."""
+    from insight_lightning.rollout.vllm_server import ModelProbe
+
+    probe = ModelProbe("trainer-base", stand_in.vocab_size, [1, 2, 3, 4], [-1.0] * 3)
+    settings = VLLMSettings(server_url=stand_in.url, server_timeout_s=2, server_retry_s=30)
+    engine = VLLMServerEngine("trainer-base", settings, [2], 0, lora_rank=8, probe=probe)
+    generate(engine)
+    stand_in.restart()  # another model now answers at the URL: no adapters, other log-probs
+    stand_in.logprob_shift = 1.5
+    stand_in.fail = ["close"]  # the outage the engine sees
+    engine.weights_updated()
+    with pytest.raises(RolloutEngineError) as error:
+        generate(engine)
+    assert str(error.value).startswith(f"The vLLM server at {stand_in.url} serves `/models/base`, not the trainer's")
+    assert "its log-probs of a probe text differ from the trainer's by 0.5 nats a token" in str(error.value)
+    rollouts_after = stand_in.requests[stand_in.requests.index(("GET", "/v1/models"), 1) :]
+    assert ("POST", "/v1/load_lora_adapter") not in rollouts_after  # checked before its adapter went there
+    assert not stand_in.adapters
 
 
 def test_two_engines_on_one_server_never_share_an_adapter_name(stand_in):

@@ -241,8 +241,20 @@ class VLLMServerEngine(SyncedEngine):
 
     # ------------------------------------------------------------------------------------------------ adapters
     def _load(self, name: str, folder: str) -> None:
+        body = {"lora_name": name, "lora_path": folder}
         try:
-            self._request("POST", "/v1/load_lora_adapter", {"lora_name": name, "lora_path": folder})
+            try:
+                self._send("POST", "/v1/load_lora_adapter", body)
+            except ServerUnavailable as failure:
+                # The server that answers after an outage may be another one (replaced by another model): check it
+                # before the adapter goes there (another model's server may refuse it in its own words, or take it).
+                log.warning(
+                    "vLLM server at %s: loading adapter %s failed (%s); checking the server", self.url, name, failure
+                )
+                self.outage = True
+                self.check_server()
+                log.warning("vLLM server at %s is back and serves the same base model; loading %s", self.url, name)
+                self._request("POST", "/v1/load_lora_adapter", body)
         except ServerRefused as refusal:
             if "has already been loaded" not in refusal.detail:  # a retried load whose first try had landed
                 raise
