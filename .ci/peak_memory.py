@@ -17,7 +17,6 @@ usage = resource.getrusage(resource.RUSAGE_CHILDREN)
 cpu_s, peak_gb = usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 2**20  # ru_maxrss is in KiB on Linux
 print(
     f"== {label}: exit {code}, {wall_s:.0f} s, CPU {cpu_s:.0f} s ({cpu_s / wall_s:.2f} of {os.cpu_count()} cores "
-    f"busy), "
-    f"peak RSS of one process {peak_gb:.1f} GiB"
+    f"busy), peak RSS of one process {peak_gb:.1f} GiB"
 )
 sys.exit(code)

@@ -365,7 +365,7 @@ def saved_tiny_base(seed: int) -> str:
 
 class VLLMServer:
     """A vLLM OpenAI-compatible server on one port of 127.0.0.1, with runtime LoRA loading, that a test can kill,
-    stall, restart and replace with one serving another model."""
+    stall and restart."""
 
     def __init__(self, log_dir: Path) -> None:
         from conftest import free_port
@@ -386,7 +386,6 @@ class VLLMServer:
         command += ["--enable-lora", "--max-lora-rank", "16", "--max-loras", "2", "--max-cpu-loras", "4"]
         command += ["--logprobs-mode", "processed_logprobs"]
         self.started += 1
-        self.serving = folder
         log = self.log_dir / f"server{self.started}.log"
         with open(log, "w") as out:  # the child keeps its own descriptor
             # its own session: the API server's engine-core child goes with it
@@ -419,7 +418,7 @@ class VLLMServer:
 
 @pytest.fixture(scope="module")
 def vllm_server(tmp_path_factory):
-    """The server, serving the tiny base model (seed 0); a fault test later kills and replaces it."""
+    """The server, serving the tiny base model (seed 0); a fault test later kills and restarts it."""
     if not RUN_VLLM_TESTS:
         pytest.skip(NO_VLLM)
     server = VLLMServer(tmp_path_factory.mktemp("server"))
@@ -537,7 +536,7 @@ def test_two_ranks_share_one_server_and_a_stalled_server_stops_the_run_at_the_de
     logged_before = len(server.log())
     ddp = ["--trainer.strategy=ddp", "--trainer.devices=2", "--trainer.accelerator=cpu"]
     retry = ["--model.rollout.vllm.server_retry_s=8", "--model.rollout.vllm.server_timeout_s=5"]
-    fit = server_fit(tmp_path, tiny_fit_args, server, server.serving, 12, *ddp, *retry)
+    fit = server_fit(tmp_path, tiny_fit_args, server, server.base, 12, *ddp, *retry)
     wait_for_checkpoint(tmp_path, 1, fit, server)
     server.signal(signal.SIGSTOP)
     try:

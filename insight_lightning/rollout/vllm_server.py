@@ -232,12 +232,14 @@ class VLLMServerEngine(SyncedEngine):
 
     def recover(self) -> None:
         """After an outage: the same base model still, and this engine's adapter loaded (a restart loses it)."""
-        self.check_server()
+        self._check_after_outage()
         if self.served is not None:
             self._load(self.served, str(self.adapters.current))
-            log.warning(
-                "vLLM server at %s is back and serves the same base model; adapter %s is loaded", self.url, self.served
-            )
+
+    def _check_after_outage(self) -> None:
+        """The server that answers after an outage may be another one (replaced by another model): check it."""
+        self.check_server()
+        log.warning("vLLM server at %s is back and serves the same base model", self.url)
 
     # ------------------------------------------------------------------------------------------------ adapters
     def _load(self, name: str, folder: str) -> None:
@@ -246,14 +248,13 @@ class VLLMServerEngine(SyncedEngine):
             try:
                 self._send("POST", "/v1/load_lora_adapter", body)
             except ServerUnavailable as failure:
-                # The server that answers after an outage may be another one (replaced by another model): check it
-                # before the adapter goes there (another model's server may refuse it in its own words, or take it).
+                # checked before the adapter goes there: another model's server may refuse it in its own words, or
+                # take it (completions need no such care: they name an adapter only this engine loads)
                 log.warning(
                     "vLLM server at %s: loading adapter %s failed (%s); checking the server", self.url, name, failure
                 )
                 self.outage = True
-                self.check_server()
-                log.warning("vLLM server at %s is back and serves the same base model; loading %s", self.url, name)
+                self._check_after_outage()
                 self._request("POST", "/v1/load_lora_adapter", body)
         except ServerRefused as refusal:
             if "has already been loaded" not in refusal.detail:  # a retried load whose first try had landed
