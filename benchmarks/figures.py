@@ -210,6 +210,13 @@ FIGURES = [
         "race",
     ),
     Figure(
+        "selection_pays",
+        RACE_MD,
+        "docs/results/selection_pays.json",
+        "python benchmarks/selection_pays.py --write",
+        "benchmarks.selection_pays",
+    ),
+    Figure(
         "race_smollm2",
         RACE_MD,
         "docs/results/race/smollm2",

@@ -26,7 +26,9 @@ def test_the_site_builds_strictly(tmp_path):
         env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert (tmp_path / "site" / "index.html").read_text().count("Headline result") >= 1  # the README is the home page
+    home = (tmp_path / "site" / "index.html").read_text()  # the README is the home page
+    assert "When selection pays" in home and 'src="results/selection_pays.png"' in home
+    assert (tmp_path / "site" / "results" / "selection_pays.png").is_file()
     assert (tmp_path / "site" / "reference" / "samplers" / "index.html").read_text().count("InSightSampler") >= 1
 
 

@@ -1,5 +1,6 @@
 """benchmarks/selection_pays.py gathers the races' paired effects against uniform's zero-variance share."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -49,3 +50,12 @@ def test_one_point_per_race_regime_and_sampler_at_uniforms_zero_variance_share(t
     assert len(table) == 4 and table[3].startswith("| mix50 | 8 | 72% | insight | 2 | +2.0 (+/- 0.0) |")
     selection_pays.plot(result, tmp_path / "plot.png")
     assert (tmp_path / "plot.png").stat().st_size > 10_000
+
+
+def test_the_committed_figure_is_what_the_committed_race_reports_give():
+    """docs/results/selection_pays.json is regathered from the races' reports (each itself a rebuild of its ledger,
+    tests/test_doc_figures.py): a race piece that lands without `selection_pays.py --write` fails here."""
+    selection_pays = load_script(ROOT / "benchmarks" / "selection_pays.py")
+    assert selection_pays.RESULT.read_text() == json.dumps(selection_pays.gather(), indent=1) + "\n", (
+        "docs/results/selection_pays.json is stale: rerun python benchmarks/selection_pays.py --write"
+    )
