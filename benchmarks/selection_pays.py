@@ -72,12 +72,19 @@ def _times(value: float | None) -> str:
     return "not reached" if value is None else f"{value:.2f}x"
 
 
+def _side(mean: float, half: float) -> str:
+    """Where the interval lies: a rounded "-1.4 (+/- 1.4)" may still exclude zero."""
+    if math.isnan(half):
+        return "-"
+    return "above 0" if mean - half > 0 else "below 0" if mean + half < 0 else "holds 0"
+
+
 def quoted(result: dict) -> str:
-    """The table the README quotes (benchmarks/figures.py checks it against the results file)."""
+    """The table docs/race.md quotes (benchmarks/figures.py checks it against the results file)."""
     lines = [
         "| regime | M | zero-variance groups uniform draws | sampler | seeds | AUC diff vs uniform, points (95% CI) "
-        "| detectable (80% power) | speed-up per step (bootstrap 95%) | speed-up per rollout |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| interval | detectable (80% power) | speed-up per step (bootstrap 95%) | speed-up per rollout |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for p in result["points"]:
         mean, half = p["auc_diff"]
@@ -87,7 +94,7 @@ def quoted(result: dict) -> str:
         )  # fmt: skip
         lines.append(
             f"| {p['regime']} | {p['prompts_per_step']} | {100 * p['uniform_zero_variance']:.0f}% | {p['sampler']} | "
-            f"{p['seeds']} | {100 * mean:+.1f} {plus_minus(half, p['seeds'])} | {detectable} | "
+            f"{p['seeds']} | {100 * mean:+.1f} {plus_minus(half, p['seeds'])} | {_side(mean, half)} | {detectable} | "
             f"{_times(p['speed_up'])} ({low:.2f} to {high:.2f}) | {_times(p['speed_up_per_rollout'])} |"
         )
     return "\n".join(lines)

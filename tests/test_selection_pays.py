@@ -47,7 +47,7 @@ def test_one_point_per_race_regime_and_sampler_at_uniforms_zero_variance_share(t
     assert at_32["auc_diff"][0] == pytest.approx(0.01) and at_8["auc_diff"][0] == pytest.approx(0.02)  # half the gain
     assert at_8["machines"] == [f"{describe(MACHINE)}, start aa"]
     table = selection_pays.quoted(result).splitlines()
-    assert len(table) == 4 and table[3].startswith("| mix50 | 8 | 72% | insight | 2 | +2.0 (+/- 0.0) |")
+    assert len(table) == 4 and table[3].startswith("| mix50 | 8 | 72% | insight | 2 | +2.0 (+/- 0.0) | above 0 |")
     selection_pays.plot(result, tmp_path / "plot.png")
     assert (tmp_path / "plot.png").stat().st_size > 10_000
 
@@ -59,3 +59,20 @@ def test_the_committed_figure_is_what_the_committed_race_reports_give():
     assert selection_pays.RESULT.read_text() == json.dumps(selection_pays.gather(), indent=1) + "\n", (
         "docs/results/selection_pays.json is stale: rerun python benchmarks/selection_pays.py --write"
     )
+
+
+def test_the_readme_says_what_the_committed_figure_holds():
+    """The README's "When selection pays" paragraph: each regime's zero-variance share as the figure has it, and its
+    claim that no interval lies above zero, which a race piece that finds a winner must change."""
+    selection_pays = load_script(ROOT / "benchmarks" / "selection_pays.py")
+    points = json.loads(selection_pays.RESULT.read_text())["points"]
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    paragraph = readme.split("## When selection pays", 1)[1].split("##", 1)[0]
+    shares: dict[str, set[int]] = {}
+    for p in points:
+        shares.setdefault(p["regime"], set()).add(round(100 * p["uniform_zero_variance"]))
+    for regime, found in shares.items():
+        low, high = min(found), max(found)
+        assert (f"({low} to {high}%)" if low != high else f"({low}%)") in paragraph, regime
+    above = [p for p in points if selection_pays._side(*p["auc_diff"]) == "above 0"]
+    assert ("no sampler's AUC interval lies above zero anywhere" in paragraph) == (not above)
