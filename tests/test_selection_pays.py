@@ -62,8 +62,8 @@ def test_the_committed_figure_is_what_the_committed_race_reports_give():
 
 
 def test_the_readme_says_what_the_committed_figure_holds():
-    """The README's "When selection pays" paragraph: each regime's zero-variance share as the figure has it, and its
-    claim that no interval lies above zero, which a race piece that finds a winner must change."""
+    """The README's "When selection pays" paragraph: each regime's zero-variance share and the power as the figure
+    has them, and its claim that no interval lies above zero, which a race piece that finds a winner must change."""
     selection_pays = load_script(ROOT / "benchmarks" / "selection_pays.py")
     points = json.loads(selection_pays.RESULT.read_text())["points"]
     readme = " ".join((ROOT / "README.md").read_text().split())
@@ -74,5 +74,9 @@ def test_the_readme_says_what_the_committed_figure_holds():
     for regime, found in shares.items():
         low, high = min(found), max(found)
         assert (f"({low} to {high}%)" if low != high else f"({low}%)") in paragraph, regime
+    seeds = [p["seeds"] for p in points]
+    assert f"{min(seeds)} to {max(seeds)} seeds per point" in paragraph
+    detectable = [100 * p["auc_detectable"] for p in points if p["auc_detectable"] == p["auc_detectable"]]  # not NaN
+    assert f"AUC differences of {min(detectable):.1f} to {max(detectable):.1f} points" in paragraph
     above = [p for p in points if selection_pays._side(*p["auc_diff"]) == "above 0"]
     assert ("no sampler's AUC interval lies above zero anywhere" in paragraph) == (not above)
