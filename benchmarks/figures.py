@@ -38,6 +38,9 @@ class Figure:
     renderer: str
     """The benchmark module whose `quoted(result)` renders the lines the page must hold from the results file, or
     "race" for a race's report."""
+    also_in: tuple[str, ...] = ()
+    """Other pages that quote it in prose or show its plot (the README's numbers are checked by
+    tests/test_doc_figures.py and tests/test_selection_pays.py)."""
     needs: str = ""
     """A package the command imports that the project's own environment lacks (vllm lives in its own, see
     docs/vllm.md): regenerating it elsewhere is refused in one sentence."""
@@ -200,6 +203,7 @@ FIGURES = [
         "python benchmarks/sampler_race.py --quick --name mixes --regimes mix50 mix25 mix75 --samplers uniform insight "
         "mopps informative_group dynamic_sampling greso speed_rl --seeds 8 --jobs 1 --budget-minutes 27",
         "race",
+        also_in=("README.md",),
     ),
     Figure(
         "race_graded",
@@ -215,6 +219,7 @@ FIGURES = [
         "docs/results/selection_pays.json",
         "python benchmarks/selection_pays.py --write",
         "benchmarks.selection_pays",
+        also_in=("README.md",),
     ),
     Figure(
         "race_smollm2",
@@ -225,6 +230,7 @@ FIGURES = [
         "--prompts-per-step 8 --group-size 8 --eval-every 5 --eval-problems 64 --eval-samples 2 --max-new-tokens 32 "
         "--lr 2e-4 --visits-per-prompt 4 --jobs 1 --budget-minutes 28",
         "race",
+        also_in=("README.md",),
     ),
 ]
 
@@ -280,7 +286,8 @@ def main() -> None:
             figure.regenerate()
         sys.exit(0 if check(figures) else 1)
     for figure in FIGURES:
-        print(f"{figure.name}\n  quoted in {figure.page}\n  from      {figure.source}\n  made by   {figure.command}")
+        pages = ", ".join((figure.page, *figure.also_in))
+        print(f"{figure.name}\n  quoted in {pages}\n  from      {figure.source}\n  made by   {figure.command}")
     for header, page in UNSOURCED.items():
         print(f"no results file yet: the table in {page} headed {header[:70]}...")
 

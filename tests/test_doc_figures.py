@@ -100,6 +100,12 @@ def test_the_readme_headline_is_what_the_race_reports_hold(race):
     assert shares in readme
 
 
+def test_the_figures_the_readme_names_are_listed_as_quoted_there():
+    readme = (ROOT / "README.md").read_text()
+    named = {figure.name for figure in FIGURES.FIGURES if f"`{figure.name}`" in readme or figure.source in readme}
+    assert named == {figure.name for figure in FIGURES.FIGURES if "README.md" in figure.also_in}
+
+
 def test_a_command_with_leading_assignments_runs_with_them_in_its_environment(monkeypatch):
     calls = []
     monkeypatch.setattr(FIGURES.subprocess, "run", lambda argv, **kw: calls.append((argv, kw["env"])))
