@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from insight_lightning.race.ledger import LEDGER_ROOT, Ledger, machines  # noqa: E402
-from insight_lightning.race.statistics import plus_minus  # noqa: E402
+from insight_lightning.race.statistics import interval_side, plus_minus  # noqa: E402
 
 RESULT = ROOT / "docs" / "results" / "selection_pays.json"
 RACES = ("quick", "rivals", "large", "mixes", "mixes_m8", "graded")
@@ -72,13 +72,6 @@ def _times(value: float | None) -> str:
     return "not reached" if value is None else f"{value:.2f}x"
 
 
-def _side(mean: float, half: float) -> str:
-    """Where the interval lies: a rounded "-1.4 (+/- 1.4)" may still exclude zero."""
-    if math.isnan(half):
-        return "-"
-    return "above 0" if mean - half > 0 else "below 0" if mean + half < 0 else "holds 0"
-
-
 def quoted(result: dict) -> str:
     """The table docs/race.md quotes (benchmarks/figures.py checks it against the results file)."""
     lines = [
@@ -94,7 +87,8 @@ def quoted(result: dict) -> str:
         )  # fmt: skip
         lines.append(
             f"| {p['regime']} | {p['prompts_per_step']} | {100 * p['uniform_zero_variance']:.0f}% | {p['sampler']} | "
-            f"{p['seeds']} | {100 * mean:+.1f} {plus_minus(half, p['seeds'])} | {_side(mean, half)} | {detectable} | "
+            f"{p['seeds']} | {100 * mean:+.1f} {plus_minus(half, p['seeds'])} | {interval_side(mean, half)} | "
+            f"{detectable} | "
             f"{_times(p['speed_up'])} ({low:.2f} to {high:.2f}) | {_times(p['speed_up_per_rollout'])} |"
         )
     return "\n".join(lines)

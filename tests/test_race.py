@@ -1,6 +1,7 @@
 """The sampler race: its statistics by hand, and a miniature race end to end (runs, resume, report)."""
 
 import json
+import math
 import shutil
 import subprocess
 from dataclasses import replace
@@ -255,7 +256,7 @@ def test_the_report_names_its_machines_and_refuses_to_pair_across_signatures(tmp
 
 
 def test_paired_differences_bootstrap_and_power():
-    from insight_lightning.race.paired import detectable_difference, paired_summary, seeds_needed
+    from insight_lightning.race.paired import detectable_difference, paired_markdown, paired_summary, seeds_needed
 
     def run(sampler, seed, final, rollouts=100):
         return {
@@ -280,11 +281,21 @@ def test_paired_differences_bootstrap_and_power():
     assert row["auc_diff"][0] == pytest.approx(0.065 / 2)  # trapezoid from the shared start: half the gain
     # better reaches uniform's best at the first evaluation, as uniform does: 1x per step, 0.5x per rollout (2x cost)
     assert row["speed_up"] == 1.0 and row["speed_up_interval"] == (1.0, 1.0) and row["speed_up_per_rollout"] == 0.5
+    better = next(line for line in paired_markdown({"main": [row]}).splitlines() if line.startswith("| better |"))
+    assert better.count(", above 0 |") == 2  # both intervals exclude zero, said in words beside the digits
     # (t_0.975,9 + t_0.80,9) / sqrt(10) for sd 1; the seeds needed are the first n whose detectable size fits
     assert detectable_difference(1.0, 10) == pytest.approx((2.262 + 0.883) / 10**0.5)
     n = seeds_needed(1.0, 0.5)
     assert detectable_difference(1.0, n) <= 0.5 < detectable_difference(1.0, n - 1)
     assert seeds_needed(1.0, 0.0) is None
+
+
+def test_an_interval_that_rounds_to_touch_zero_is_still_said_to_exclude_it():
+    from insight_lightning.race.statistics import interval_side
+
+    assert interval_side(-0.01447, 0.0140) == "below 0"  # printed "-1.4 (+/- 1.4)": -2.85 to -0.05 points
+    assert interval_side(0.003, 0.017) == "holds 0" and interval_side(0.02, 0.01) == "above 0"
+    assert interval_side(0.0, math.nan) == "-"  # one seed: no interval
 
 
 def test_runs_of_one_seed_pair_only_on_one_cpu_signature():

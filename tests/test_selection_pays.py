@@ -10,6 +10,7 @@ from insight_lightning.race.cpu_signature import describe
 from insight_lightning.race.ledger import Ledger, claim_folder
 from insight_lightning.race.plan import RaceSettings
 from insight_lightning.race.report import write_report
+from insight_lightning.race.statistics import interval_side
 
 ROOT = Path(__file__).resolve().parents[1]
 MACHINE = {"vendor": "AuthenticAMD", "family": "25", "model": "17", "capability": "AVX512", "torch": "2.13.0+cpu"}
@@ -78,5 +79,5 @@ def test_the_readme_says_what_the_committed_figure_holds():
     assert f"{min(seeds)} to {max(seeds)} seeds per point" in paragraph
     detectable = [100 * p["auc_detectable"] for p in points if p["auc_detectable"] == p["auc_detectable"]]  # not NaN
     assert f"AUC differences of {min(detectable):.1f} to {max(detectable):.1f} points" in paragraph
-    above = [p for p in points if selection_pays._side(*p["auc_diff"]) == "above 0"]
+    above = [p for p in points if interval_side(*p["auc_diff"]) == "above 0"]
     assert ("no sampler's AUC interval lies above zero anywhere" in paragraph) == (not above)

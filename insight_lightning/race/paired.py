@@ -17,6 +17,7 @@ from insight_lightning.race.ledger import identity
 from insight_lightning.race.statistics import (
     T_975,
     area_under_curve,
+    interval_side,
     mean_curve,
     mean_interval,
     plus_minus,
@@ -118,6 +119,12 @@ def paired_summary(results: list[dict], baseline: str = "uniform") -> dict[str, 
     return table
 
 
+def _off_zero(mean: float, half_width: float) -> str:
+    """Marks an interval that excludes zero, which the rounded digits may hide."""
+    side = interval_side(mean, half_width)
+    return f", {side}" if side in ("above 0", "below 0") else ""
+
+
 def paired_markdown(table: dict[str, list[dict]], baseline: str = "uniform") -> str:
     lines = []
     for regime, rows in table.items():
@@ -136,8 +143,8 @@ def paired_markdown(table: dict[str, list[dict]], baseline: str = "uniform") -> 
             per = "-" if r["speed_up_per_rollout"] is None else f"{r['speed_up_per_rollout']:.2f}x"
             detect = "-" if math.isnan(r["auc_detectable"]) else f"{100 * r['auc_detectable']:.1f} points"
             lines.append(
-                f"| {r['sampler']} | {r['seeds']} | {100 * fd:+.1f} {plus_minus(fh, r['seeds'])} | {100 * ad:+.1f} "
-                f"{plus_minus(ah, r['seeds'])} | {detect} | {up} | {per} |"
+                f"| {r['sampler']} | {r['seeds']} | {100 * fd:+.1f} {plus_minus(fh, r['seeds'])}{_off_zero(fd, fh)} | "
+                f"{100 * ad:+.1f} {plus_minus(ah, r['seeds'])}{_off_zero(ad, ah)} | {detect} | {up} | {per} |"
             )
         lines.append("")
     return "\n".join(lines)

@@ -106,3 +106,11 @@ def series_mean(series: list[tuple[int, float]]) -> float:
 def plus_minus(half_width: float, seeds: int) -> str:
     """A 95% interval's half-width in points, as the reports print it; one seed has no interval to print."""
     return f"(+/- {100 * half_width:.1f})" if seeds > 1 else "(one seed)"
+
+
+def interval_side(mean: float, half_width: float) -> str:
+    """Where a mean +/- half-width interval lies against zero: "above 0", "below 0" or "holds 0" ("-" without an
+    interval). Said in words because a rounded "-1.4 (+/- 1.4)" may still exclude zero."""
+    if math.isnan(half_width):
+        return "-"
+    return "above 0" if mean - half_width > 0 else "below 0" if mean + half_width < 0 else "holds 0"
