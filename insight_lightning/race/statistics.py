@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from typing import Literal
 
 # two-sided 95% Student t quantiles for 1..30 degrees of freedom (larger: the normal 1.96)
 T_975 = (
@@ -108,7 +109,7 @@ def plus_minus(half_width: float, seeds: int) -> str:
     return f"(+/- {100 * half_width:.1f})" if seeds > 1 else "(one seed)"
 
 
-def interval_side(mean: float, half_width: float) -> str:
+def interval_side(mean: float, half_width: float) -> Literal["above 0", "below 0", "holds 0", "-"]:
     """Where a mean +/- half-width interval lies against zero: "above 0", "below 0" or "holds 0" ("-" without an
     interval). Said in words because a rounded "-1.4 (+/- 1.4)" may still exclude zero."""
     if math.isnan(half_width):
