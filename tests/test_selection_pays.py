@@ -63,8 +63,9 @@ def test_the_committed_figure_is_what_the_committed_race_reports_give():
 
 
 def test_the_readme_says_what_the_committed_figure_holds():
-    """The README's "When selection pays" paragraph: each regime's zero-variance share and the power as the figure
-    has them, and its claim that no interval lies above zero, which a race piece that finds a winner must change."""
+    """The README's "When selection pays" paragraph (and docs/race.md's summary of the table): each regime's
+    zero-variance share, the seeds, the means and the power as the figure has them, and the claim that no interval
+    lies above zero, which a race piece that finds a winner must change."""
     selection_pays = load_script(ROOT / "benchmarks" / "selection_pays.py")
     points = json.loads(selection_pays.RESULT.read_text())["points"]
     readme = " ".join((ROOT / "README.md").read_text().split())
@@ -81,3 +82,8 @@ def test_the_readme_says_what_the_committed_figure_holds():
     assert f"AUC differences of {min(detectable):.1f} to {max(detectable):.1f} points" in paragraph
     above = [p for p in points if interval_side(*p["auc_diff"]) == "above 0"]
     assert ("no sampler's AUC interval lies above zero anywhere" in paragraph) == (not above)
+    glance = " ".join((ROOT / "docs" / "race.md").read_text().split()).split("### Every regime at a glance", 1)[1]
+    means = [100 * p["auc_diff"][0] for p in points]
+    assert f"the means lie between {min(means):+.1f} and {max(means):+.1f} points" in glance
+    power = f"the {min(detectable):.1f} to {max(detectable):.1f} points that {min(seeds)} to {max(seeds)} seeds"
+    assert power in glance
