@@ -4,7 +4,6 @@ Framework-free: a sampler is tensors in, prompt ids out. Nothing here imports Li
 """
 
 from samplers.base import Choice, Sampler, mixed_groups
-from samplers.capped_insight import CappedInSightSampler
 from samplers.difficulty import ExpectedDifficultySampler, InverseEvidenceSampler
 from samplers.dynamic_sampling import DynamicSamplingSampler
 from samplers.greso import GRESOSampler
@@ -22,7 +21,6 @@ __all__ = [
     "SAMPLERS",
     "BetaPosterior",
     "CandidateStream",
-    "CappedInSightSampler",
     "DynamicSamplingSampler",
     "GRESOSampler",
     "ExpectedDifficultySampler",

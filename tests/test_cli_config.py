@@ -73,8 +73,8 @@ def test_unknown_sampler_name_is_one_clear_error():
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1] == (
         "error: Unknown sampler 'nope'. Registered samplers: "
-        "capped_insight, dynamic_sampling, expected_difficulty, greso, informative_group, insight, inverse_evidence, "
-        "mopps, speed_rl, uniform."
+        "dynamic_sampling, expected_difficulty, greso, informative_group, insight, inverse_evidence, mopps, speed_rl, "
+        "uniform."
     )
     assert "Traceback" not in result.stderr
 

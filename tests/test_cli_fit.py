@@ -35,6 +35,7 @@ REQUIRED_TAGS = {
     "selection/frac_unseen",
     "selection/batch_accuracy",
     "selection/frac_zero_variance",
+    "selection/max_visit_rate",
 }
 
 
@@ -75,6 +76,9 @@ def test_fit_trains_the_adapter_and_writes_tensorboard(tiny_fit_args, tmp_path):
     # every selected prompt's outcome reached the beliefs: K trials per prompt and step
     posterior = SelectionCallback.of(cli.trainer).selector.posterior
     assert posterior.evidence.sum().item() == 64 * 2 + 3 * 8 * 4
+    # after 3 steps of 8 prompts from 64 none is visited twice: the most-visited once, the pool's mean 24 / 64
+    assert posterior.visits.max().item() == 1
+    assert acc.Scalars("selection/max_visit_rate")[-1].value == pytest.approx(64 / 24)
 
 
 # The tiny runs' groups of K = 4: screen with 2, complete with 2. One refill round, not 10: the tiny policy leaves most

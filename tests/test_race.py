@@ -290,6 +290,37 @@ def test_paired_differences_bootstrap_and_power():
     assert seeds_needed(1.0, 0.0) is None
 
 
+def test_the_report_pairs_insights_variants_against_insight_itself(tmp_path):
+    from insight_lightning.race.ledger import Ledger
+    from insight_lightning.race.report import write_report
+
+    machine = {"vendor": "GenuineIntel", "family": "6", "model": "167", "capability": "AVX512", "torch": "2"}
+    ledger = Ledger(tmp_path / "race")
+    finals = {"uniform": 0.2, "insight": 0.3, "insight:score=mi": 0.25, "capped_insight": 0.4, "mopps": 0.5}
+    for sampler, final in finals.items():
+        for seed in range(2):
+            ledger.write(
+                {"run": f"main__{sampler}__seed{seed}", "regime": "main", "sampler": sampler, "seed": seed,
+                 "pool": {"size": 10}, "accuracy": [[0, 0.1], [10, final + 0.01 * seed]],
+                 "zero_variance_share": [[1, 0.5]], "unseen_share": [[1, 0.25]], "rollouts": 100, "wall_s": 5.0,
+                 "machine": machine, "start": "aa"}
+            )  # fmt: skip
+    text = write_report(tmp_path / "race")
+    against_insight = text[text.index("**main regime, paired against insight**") :]
+    rows = [
+        line.split(" | ")[0] for line in against_insight.splitlines() if line.startswith("| ") and "---" not in line
+    ]
+    assert rows == ["| sampler", "| capped_insight", "| insight:score=mi"]  # mopps and uniform pair with uniform only
+    (capped, ablation) = json.loads((tmp_path / "race" / "race.json").read_text())["paired_vs_insight"]["main"]
+    assert capped["final_diff"][0] == pytest.approx(0.1) and ablation["final_diff"][0] == pytest.approx(-0.05)
+    # a ledger without variants keeps its report as it was
+    for seed in range(2):
+        for sampler in ("insight:score=mi", "capped_insight"):
+            (tmp_path / "race" / "runs" / f"main__{sampler}__seed{seed}.json").unlink()
+    assert "paired against insight" not in write_report(tmp_path / "race")
+    assert "paired_vs_insight" not in json.loads((tmp_path / "race" / "race.json").read_text())
+
+
 def test_an_interval_that_rounds_to_touch_zero_is_still_said_to_exclude_it():
     from insight_lightning.race.statistics import interval_side
 

@@ -119,6 +119,20 @@ def paired_summary(results: list[dict], baseline: str = "uniform") -> dict[str, 
     return table
 
 
+def is_insight_variant(sampler: str) -> bool:
+    """InSight's ablations (`insight:score=mi`, ...) and the samplers built on it (`capped_insight`)."""
+    return sampler.startswith("insight:") or sampler.endswith("_insight")
+
+
+def insight_variants_summary(results: list[dict]) -> dict[str, list[dict]]:
+    """InSight's variants paired against InSight itself: the paper's ablation table, and the bar a new sampler of
+    ours must clear (empty when the ledger has no variant)."""
+    runs = [r for r in results if r["sampler"] == "insight" or is_insight_variant(r["sampler"])]
+    if not any(is_insight_variant(r["sampler"]) for r in runs):
+        return {}
+    return {regime: rows for regime, rows in paired_summary(runs, baseline="insight").items() if rows}
+
+
 def _off_zero(mean: float, half_width: float) -> str:
     """Marks an interval that excludes zero, which the rounded digits may hide."""
     side = interval_side(mean, half_width)

@@ -9,7 +9,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from insight_lightning.race.ledger import Ledger, machines
-from insight_lightning.race.paired import paired_markdown, paired_summary, unpaired_runs
+from insight_lightning.race.paired import insight_variants_summary, paired_markdown, paired_summary, unpaired_runs
 from insight_lightning.race.pools import GRADED, KINDS
 from insight_lightning.race.statistics import (
     area_under_curve,
@@ -233,11 +233,23 @@ def write_report(folder: Path) -> str:
     table = summarise(results)
     paired = paired_summary(results)
     made = pools_made(results)
-    parts = [markdown(table, pools), paired_markdown(paired), machines_markdown(results, unpaired_runs(results))]
+    variants = insight_variants_summary(results)
+    parts = [
+        markdown(table, pools),
+        paired_markdown(paired),
+        *([paired_markdown(variants, baseline="insight")] if variants else []),
+        machines_markdown(results, unpaired_runs(results)),
+    ]
     graded = graded_markdown(results)
     text = "\n".join([*([pools_markdown(made, table)] if made else []), *([graded] if graded else []), *parts])
     (folder / "race.md").write_text(text)
-    summary = {"pools": pools, **({"pools_made": made} if made else {}), "summary": table, "paired": paired}
+    summary = {
+        "pools": pools,
+        **({"pools_made": made} if made else {}),
+        "summary": table,
+        "paired": paired,
+        **({"paired_vs_insight": variants} if variants else {}),
+    }
     (folder / "race.json").write_text(json.dumps(summary, indent=1) + "\n")
     write_csv(results, folder / "race.csv")
     for regime in table:

@@ -123,6 +123,7 @@ def read_run(log_dir: Path) -> dict:
         "accuracy": series("val/accuracy"),
         "zero_variance_share": series("selection/frac_zero_variance"),
         "unseen_share": series("selection/frac_unseen"),
+        "max_visit_rate": series("selection/max_visit_rate"),
         "rollouts": int(rollouts[-1][1]) if rollouts else 0,
         **({"probe_end": probes[-1]} if probes else {}),
     }

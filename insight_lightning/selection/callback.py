@@ -89,9 +89,12 @@ class SelectionCallback(L.Callback):
     def _log_selection(self, trainer: L.Trainer, outcomes: Outcomes, records: list[SelectionRecord]) -> None:
         ids, successes, trials = outcomes.ids, outcomes.successes, outcomes.trials
         rate = successes.double() / trials.double()  # [G] realised success rate of every group rolled out
+        visits = self.selector.posterior.visits.cpu()  # [N] steps in which each prompt was rolled out
         metrics = {
             "selection/batch_accuracy": rate.mean(),
             "selection/frac_zero_variance": ((successes == 0) | (successes == trials)).double().mean(),
+            # how far selection narrows onto few prompts: the most-visited prompt against the pool's mean
+            "selection/max_visit_rate": visits.max().double() / visits.double().mean(),
         }
         if records:
             chosen = torch.cat([r.ids for r in records])  # [G] in selection order
