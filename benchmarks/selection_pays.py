@@ -21,12 +21,20 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from insight_lightning.race.ledger import LEDGER_ROOT, Ledger, machines  # noqa: E402
+from insight_lightning.race.paired import is_insight_variant  # noqa: E402
 from insight_lightning.race.statistics import interval_side, plus_minus  # noqa: E402
 
 RESULT = ROOT / "docs" / "results" / "selection_pays.json"
 RACES = ("quick", "rivals", "large", "mixes", "mixes_m8", "graded")
 """The races of the tiny policy at the quick settings (40 steps of 32 prompts, or 160 of 8) that this figure gathers;
 quick and rivals race the main pool at the same settings on two CPU signatures, each from its own warm-start."""
+SIDE_RACED = ("expected_difficulty", "inverse_evidence")
+"""Raced on the main pool only, as InSight's variants are (paired against InSight in the rivals report): this
+figure keeps the samplers raced across regimes."""
+
+
+def across_regimes(sampler: str) -> bool:
+    return not (is_insight_variant(sampler) or sampler in SIDE_RACED)
 
 
 def gather(root: Path = LEDGER_ROOT, races: tuple[str, ...] = RACES) -> dict:
@@ -47,7 +55,7 @@ def gather(root: Path = LEDGER_ROOT, races: tuple[str, ...] = RACES) -> dict:
             made_on = [f"{signature}, start {start}" for signature, start, _ in machines(
                 [r for r in records if r["regime"] == regime]
             )]  # fmt: skip
-            for row in paired:
+            for row in filter(lambda row: across_regimes(row["sampler"]), paired):
                 points.append(
                     {
                         "race": race,
