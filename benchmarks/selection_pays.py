@@ -93,9 +93,10 @@ def quoted(result: dict) -> str:
         detectable = "-" if p["auc_detectable"] is None or math.isnan(p["auc_detectable"]) else (
             f"{100 * p['auc_detectable']:.1f}"
         )  # fmt: skip
+        side = interval_side(mean, half if p["seeds"] > 1 else math.nan)  # one seed has no interval
         lines.append(
             f"| {p['regime']} | {p['prompts_per_step']} | {100 * p['uniform_zero_variance']:.0f}% | {p['sampler']} | "
-            f"{p['seeds']} | {100 * mean:+.1f} {plus_minus(half, p['seeds'])} | {interval_side(mean, half)} | "
+            f"{p['seeds']} | {100 * mean:+.1f} {plus_minus(half, p['seeds'])} | {side} | "
             f"{detectable} | "
             f"{_times(p['speed_up'])} ({low:.2f} to {high:.2f}) | {_times(p['speed_up_per_rollout'])} |"
         )

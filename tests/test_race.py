@@ -329,6 +329,25 @@ def test_an_interval_that_rounds_to_touch_zero_is_still_said_to_exclude_it():
     assert interval_side(0.0, math.nan) == "-"  # one seed: no interval
 
 
+def test_one_seed_is_never_said_to_lie_off_zero():
+    from insight_lightning.race.paired import paired_markdown, paired_summary
+
+    machine = {"vendor": "v", "family": "1", "model": "2", "capability": "AVX2", "torch": "2"}
+    runs = [
+        {
+            "regime": "main",
+            "sampler": s,
+            "seed": 0,
+            "accuracy": [(0, 0.1), (10, final)],
+            "rollouts": 100,
+            "machine": machine,
+        }
+        for s, final in (("uniform", 0.3), ("worse", 0.2))
+    ]
+    (line,) = [row for row in paired_markdown(paired_summary(runs)).splitlines() if row.startswith("| worse |")]
+    assert line.startswith("| worse | 1 | -10.0 (one seed) | -5.0 (one seed) |")  # no ", below 0": no interval
+
+
 def test_runs_of_one_seed_pair_only_on_one_cpu_signature():
     from insight_lightning.race.paired import paired_summary
 

@@ -133,9 +133,9 @@ def insight_variants_summary(results: list[dict]) -> dict[str, list[dict]]:
     return {regime: rows for regime, rows in paired_summary(runs, baseline="insight").items() if rows}
 
 
-def _off_zero(mean: float, half_width: float) -> str:
-    """Marks an interval that excludes zero, which the rounded digits may hide."""
-    side = interval_side(mean, half_width)
+def _off_zero(mean: float, half_width: float, seeds: int) -> str:
+    """Marks an interval that excludes zero, which the rounded digits may hide (one seed has no interval)."""
+    side = interval_side(mean, half_width if seeds > 1 else math.nan)
     return f", {side}" if side in ("above 0", "below 0") else ""
 
 
@@ -156,9 +156,8 @@ def paired_markdown(table: dict[str, list[dict]], baseline: str = "uniform") -> 
             up = "not reached" if r["speed_up"] is None else f"{r['speed_up']:.2f}x ({low:.2f} to {high:.2f})"
             per = "-" if r["speed_up_per_rollout"] is None else f"{r['speed_up_per_rollout']:.2f}x"
             detect = "-" if math.isnan(r["auc_detectable"]) else f"{100 * r['auc_detectable']:.1f} points"
-            lines.append(
-                f"| {r['sampler']} | {r['seeds']} | {100 * fd:+.1f} {plus_minus(fh, r['seeds'])}{_off_zero(fd, fh)} | "
-                f"{100 * ad:+.1f} {plus_minus(ah, r['seeds'])}{_off_zero(ad, ah)} | {detect} | {up} | {per} |"
-            )
+            final = f"{100 * fd:+.1f} {plus_minus(fh, r['seeds'])}{_off_zero(fd, fh, r['seeds'])}"
+            auc = f"{100 * ad:+.1f} {plus_minus(ah, r['seeds'])}{_off_zero(ad, ah, r['seeds'])}"
+            lines.append(f"| {r['sampler']} | {r['seeds']} | {final} | {auc} | {detect} | {up} | {per} |")
         lines.append("")
     return "\n".join(lines)
