@@ -193,7 +193,9 @@ FIGURES = [
         RACE_MD,
         "docs/results/race/rivals",
         "python benchmarks/sampler_race.py --quick --name rivals --samplers uniform insight mopps informative_group "
-        "dynamic_sampling greso speed_rl --seeds 8 --jobs 1 --budget-minutes 27",
+        "dynamic_sampling greso speed_rl --seeds 8 --jobs 1 --budget-minutes 27; then the same with --samplers uniform "
+        "insight:score=mi insight:score=w insight:belief=sample insight:refresh=epoch expected_difficulty "
+        "inverse_evidence --seeds 4 (InSight's variants and the two simple baselines)",
         "race",
     ),
     Figure(
