@@ -93,7 +93,7 @@ def quoted(result: dict) -> str:
         detectable = "-" if p["auc_detectable"] is None or math.isnan(p["auc_detectable"]) else (
             f"{100 * p['auc_detectable']:.1f}"
         )  # fmt: skip
-        side = interval_side(mean, half if p["seeds"] > 1 else math.nan)  # one seed has no interval
+        side = interval_side(mean, half, p["seeds"])
         lines.append(
             f"| {p['regime']} | {p['prompts_per_step']} | {100 * p['uniform_zero_variance']:.0f}% | {p['sampler']} | "
             f"{p['seeds']} | {100 * mean:+.1f} {plus_minus(half, p['seeds'])} | {side} | "

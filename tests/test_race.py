@@ -324,9 +324,9 @@ def test_the_report_pairs_insights_variants_against_insight_itself(tmp_path):
 def test_an_interval_that_rounds_to_touch_zero_is_still_said_to_exclude_it():
     from insight_lightning.race.statistics import interval_side
 
-    assert interval_side(-0.01447, 0.0140) == "below 0"  # printed "-1.4 (+/- 1.4)": -2.85 to -0.05 points
-    assert interval_side(0.003, 0.017) == "holds 0" and interval_side(0.02, 0.01) == "above 0"
-    assert interval_side(0.0, math.nan) == "-"  # one seed: no interval
+    assert interval_side(-0.01447, 0.0140, 4) == "below 0"  # printed "-1.4 (+/- 1.4)": -2.85 to -0.05 points
+    assert interval_side(0.003, 0.017, 4) == "holds 0" and interval_side(0.02, 0.01, 4) == "above 0"
+    assert interval_side(0.0, math.nan, 4) == "-" and interval_side(-0.1, 0.0, 1) == "-"  # one seed: no interval
 
 
 def test_one_seed_is_never_said_to_lie_off_zero():

@@ -135,7 +135,7 @@ def insight_variants_summary(results: list[dict]) -> dict[str, list[dict]]:
 
 def _off_zero(mean: float, half_width: float, seeds: int) -> str:
     """Marks an interval that excludes zero, which the rounded digits may hide (one seed has no interval)."""
-    side = interval_side(mean, half_width if seeds > 1 else math.nan)
+    side = interval_side(mean, half_width, seeds)
     return f", {side}" if side in ("above 0", "below 0") else ""
 
 

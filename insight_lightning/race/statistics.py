@@ -109,9 +109,10 @@ def plus_minus(half_width: float, seeds: int) -> str:
     return f"(+/- {100 * half_width:.1f})" if seeds > 1 else "(one seed)"
 
 
-def interval_side(mean: float, half_width: float) -> Literal["above 0", "below 0", "holds 0", "-"]:
-    """Where a mean +/- half-width interval lies against zero: "above 0", "below 0" or "holds 0" ("-" without an
-    interval). Said in words because a rounded "-1.4 (+/- 1.4)" may still exclude zero."""
-    if math.isnan(half_width):
+def interval_side(mean: float, half_width: float, seeds: int) -> Literal["above 0", "below 0", "holds 0", "-"]:
+    """Where a mean +/- half-width interval over seeds lies against zero: "above 0", "below 0" or "holds 0" ("-"
+    without an interval: one seed, whose half-width mean_interval gives as 0). Said in words because a rounded
+    "-1.4 (+/- 1.4)" may still exclude zero."""
+    if seeds < 2 or math.isnan(half_width):
         return "-"
     return "above 0" if mean - half_width > 0 else "below 0" if mean + half_width < 0 else "holds 0"
