@@ -54,6 +54,7 @@ def test_summary_puts_the_baseline_first_and_reports_cost():
             "wall_s": 5.0,
             "zero_variance_share": [(1, 0.25), (2, 0.75)],
             "unseen_share": [(1, 0.25 * (k + 1))],
+            "max_visit_rate": [(1, 1.0), (2, 2.0 + k)],
         }
         for s, acc, r in (("insight", 0.3, 100), ("uniform", 0.2, 100), ("dynamic_sampling", 0.25, 400))
         for k in range(2)
@@ -62,11 +63,15 @@ def test_summary_puts_the_baseline_first_and_reports_cost():
     assert [r["sampler"] for r in rows] == ["uniform", "dynamic_sampling", "insight"]
     assert rows[2]["final"] == pytest.approx(0.305) and rows[1]["rollouts"] == 400
     assert rows[0]["frac_unseen"] == pytest.approx(0.375)
-    # a run that logged no shares (no selection callback) summarises; the table shows "-" for it
+    assert rows[0]["max_visit_rate"] == pytest.approx(2.5)  # the last step's value, averaged over seeds
+    # a run that logged no shares (no selection callback) summarises; the table shows "-" for it; a sampler one of
+    # whose runs predates the visit-rate scalar shows "-" too rather than the mean of the runs that have it
     runs[0]["unseen_share"] = []
+    del runs[1]["max_visit_rate"]
     table = markdown(summarise(runs), {"main": 10})
-    (insight_line,) = [line for line in table.splitlines() if line.startswith("| insight |")]
-    assert "| never-seen prompts picked |" in table and insight_line.endswith("| 50% | - |")
+    lines = {line.split(" | ")[0][2:]: line for line in table.splitlines() if line.startswith("| ")}
+    assert "| never-seen prompts picked | most-visited prompt at the end (x mean) |" in table
+    assert lines["insight"].endswith("| 50% | - | - |") and lines["uniform"].endswith("| 37.5% | 2.5x |")
 
 
 def test_regimes_size_the_pool_from_steps_and_batch():

@@ -13,6 +13,7 @@ from insight_lightning.race.paired import insight_variants_summary, paired_markd
 from insight_lightning.race.pools import GRADED, KINDS
 from insight_lightning.race.statistics import (
     area_under_curve,
+    final_mean,
     mean_curve,
     mean_interval,
     plus_minus,
@@ -49,6 +50,7 @@ def summarise(results: list[dict], baseline: str = "uniform") -> dict[str, list[
                     "wall_s": sum(r["wall_s"] for r in runs) / len(runs),
                     "frac_zero_variance": sum(series_mean(r["zero_variance_share"]) for r in runs) / len(runs),
                     "frac_unseen": sum(series_mean(r["unseen_share"]) for r in runs) / len(runs),
+                    "max_visit_rate": final_mean([r.get("max_visit_rate", []) for r in runs]),
                 }
             )
         table[regime] = summary
@@ -62,15 +64,17 @@ def markdown(table: dict[str, list[dict]], pools: dict[str, int], baseline: str 
             f"**{regime} regime** (pool {pools.get(regime, '?')})",
             "",
             "| sampler | seeds | test acc. before RL | final test acc. (95% CI) | AUC | speed-up vs "
-            f"{baseline} | rollouts | wall time / run | zero-variance groups | never-seen prompts picked |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+            f"{baseline} | rollouts | wall time / run | zero-variance groups | never-seen prompts picked | "
+            "most-visited prompt at the end (x mean) |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
         ]
         for r in rows:
             up = "not reached" if r["speed_up"] is None else f"{r['speed_up']:.2f}x"
             lines.append(
                 f"| {r['sampler']} | {r['seeds']} | {100 * r['start']:.1f}% | {100 * r['final']:.1f}% "
                 f"{plus_minus(r['final_ci'], r['seeds'])} | {100 * r['auc']:.1f}% | {up} | {r['rollouts']:.0f} | "
-                f"{r['wall_s']:.0f} s | {100 * r['frac_zero_variance']:.0f}% | {_percent(r['frac_unseen'])} |"
+                f"{r['wall_s']:.0f} s | {100 * r['frac_zero_variance']:.0f}% | {_percent(r['frac_unseen'])} | "
+                f"{_times(r['max_visit_rate'])} |"
             )
         lines.append("")
     return "\n".join(lines)
@@ -78,6 +82,10 @@ def markdown(table: dict[str, list[dict]], pools: dict[str, int], baseline: str 
 
 def _percent(value: float) -> str:
     return "-" if math.isnan(value) else f"{100 * value:.1f}%"
+
+
+def _times(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}x"
 
 
 def write_csv(results: list[dict], path: Path) -> None:

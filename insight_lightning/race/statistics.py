@@ -104,6 +104,14 @@ def series_mean(series: list[tuple[int, float]]) -> float:
     return sum(v for _, v in series) / len(series) if series else math.nan
 
 
+def final_mean(runs_series: list[list[tuple[int, float]]]) -> float | None:
+    """The mean over runs of a per-step series' last value; None unless every run logged it (runs recorded before a
+    scalar existed must not make the mean of a subset pass for the sampler's)."""
+    if not runs_series or not all(runs_series):
+        return None
+    return sum(series[-1][1] for series in runs_series) / len(runs_series)
+
+
 def plus_minus(half_width: float, seeds: int) -> str:
     """A 95% interval's half-width in points, as the reports print it; one seed has no interval to print."""
     return f"(+/- {100 * half_width:.1f})" if seeds > 1 else "(one seed)"
