@@ -70,7 +70,7 @@ def test_summary_puts_the_baseline_first_and_reports_cost():
     del runs[1]["max_visit_rate"]
     table = markdown(summarise(runs), {"main": 10})
     lines = {line.split(" | ")[0][2:]: line for line in table.splitlines() if line.startswith("| ")}
-    assert "| never-seen prompts picked | most-visited prompt at the end (x mean) |" in table
+    assert "| never-seen prompts picked | most-visited prompt's visits (x mean) |" in table
     assert lines["insight"].endswith("| 50% | - | - |") and lines["uniform"].endswith("| 37.5% | 2.5x |")
 
 

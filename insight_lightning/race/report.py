@@ -65,7 +65,7 @@ def markdown(table: dict[str, list[dict]], pools: dict[str, int], baseline: str 
             "",
             "| sampler | seeds | test acc. before RL | final test acc. (95% CI) | AUC | speed-up vs "
             f"{baseline} | rollouts | wall time / run | zero-variance groups | never-seen prompts picked | "
-            "most-visited prompt at the end (x mean) |",
+            "most-visited prompt's visits (x mean) |",
             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
         ]
         for r in rows:
