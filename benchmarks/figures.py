@@ -208,6 +208,14 @@ FIGURES = [
         also_in=("README.md",),
     ),
     Figure(
+        "race_large",
+        RACE_MD,
+        "docs/results/race/large",
+        "python benchmarks/sampler_race.py --quick --name large --regimes large --samplers uniform insight mopps "
+        "informative_group greso speed_rl --seeds 4 --jobs 1 --budget-minutes 27",
+        "race",
+    ),
+    Figure(
         "race_graded",
         RACE_MD,
         "docs/results/race/graded",
