@@ -1,6 +1,7 @@
 """Figures the README and the documentation quote equal the result files they come from (docs/results/, written by
 benchmarks/ and the race)."""
 
+import re
 import subprocess
 import sys
 
@@ -143,3 +144,40 @@ def test_the_sampler_overhead_benchmark_times_every_sampler_and_renders_its_tabl
     rows = {line.split(" | ")[0][2:] for line in table}
     assert set(bench.SAMPLERS) <= rows
     assert (RESULTS / "sampler_overhead.json").read_bytes() == written
+
+
+INTERVAL = re.compile(r"([+-]?\d+\.\d+)%? \(?\+/- (\d+\.\d+)%?\)?")
+"""A mean and its 95% half-width as the pages and the reports write them: "-0.4 +/- 1.0", "-0.4 (+/- 1.0)",
+"+10.7% +/- 6.5%"."""
+
+
+def intervals(text: str) -> set[tuple[str, str]]:
+    return {(mean if mean[0] in "+-" else f"+{mean}", half) for mean, half in INTERVAL.findall(" ".join(text.split()))}
+
+
+def unreported_intervals(page: str, reports: str) -> set[tuple[str, str]]:
+    """The intervals a page's prose quotes that neither a race report nor the page's own tables (held to their
+    results files above) print."""
+    lines = page.splitlines()
+    prose = "\n".join(line for line in lines if not line.startswith("|"))
+    printed = intervals(reports) | intervals("\n".join(line for line in lines if line.startswith("|")))
+    return intervals(prose) - printed
+
+
+def race_reports() -> str:
+    return "\n".join(path.read_text() for path in sorted((RESULTS / "race").glob("*/race.md")))
+
+
+@pytest.mark.parametrize("page", ["README.md", *sorted(p.name for p in (ROOT / "docs").glob("*.md"))])
+def test_every_interval_quoted_in_prose_is_one_a_report_prints(page):
+    """A rebuilt report changes its tables (caught above); this catches the prose beside them keeping an old number."""
+    path = ROOT / page if page == "README.md" else ROOT / "docs" / page
+    assert unreported_intervals(path.read_text(), race_reports()) == set()
+
+
+def test_a_prose_interval_no_report_prints_is_caught():
+    reports = race_reports()
+    page = (ROOT / "docs" / "race.md").read_text()
+    (mean, half), *_ = sorted(intervals(reports))
+    stale = f"{float(half) + 50:.1f}"  # a half-width no report of this tiny model prints
+    assert unreported_intervals(f"{page}\nMoPPS moved by {mean} +/- {stale} points.\n", reports) == {(mean, stale)}
