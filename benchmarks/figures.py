@@ -216,6 +216,15 @@ FIGURES = [
         "race",
     ),
     Figure(
+        "race_mixes_m8",
+        RACE_MD,
+        "docs/results/race/mixes_m8",
+        "python benchmarks/sampler_race.py --quick --name mixes_m8 --regimes mix50 --steps 160 --prompts-per-step 8 "
+        "--eval-every 40 --samplers uniform insight informative_group dynamic_sampling greso --seeds 8 --jobs 1 "
+        "--budget-minutes 27",
+        "race",
+    ),
+    Figure(
         "race_graded",
         RACE_MD,
         "docs/results/race/graded",

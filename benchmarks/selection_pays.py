@@ -32,13 +32,17 @@ SIDE_RACED = ("expected_difficulty", "inverse_evidence")
 """Raced on the main pool only, as InSight's variants are (paired against InSight in the rivals report): this
 figure keeps the samplers raced across regimes."""
 
+MIN_SEEDS = 2
+"""A point is a paired difference with an interval: a sampler with one seed so far in a growing race waits."""
+
 
 def across_regimes(sampler: str) -> bool:
     return not (is_insight_variant(sampler) or sampler in SIDE_RACED)
 
 
 def gather(root: Path = LEDGER_ROOT, races: tuple[str, ...] = RACES) -> dict:
-    """One point per (race, regime, sampler other than uniform), with uniform's zero-variance share there."""
+    """One point per (race, regime, sampler other than uniform with MIN_SEEDS paired seeds), with uniform's
+    zero-variance share there."""
     points, sources = [], []
     for race in races:
         folder = root / race
@@ -55,7 +59,7 @@ def gather(root: Path = LEDGER_ROOT, races: tuple[str, ...] = RACES) -> dict:
             made_on = [f"{signature}, start {start}" for signature, start, _ in machines(
                 [r for r in records if r["regime"] == regime]
             )]  # fmt: skip
-            for row in filter(lambda row: across_regimes(row["sampler"]), paired):
+            for row in filter(lambda row: across_regimes(row["sampler"]) and row["seeds"] >= MIN_SEEDS, paired):
                 points.append(
                     {
                         "race": race,

@@ -17,17 +17,18 @@ MACHINE = {"vendor": "AuthenticAMD", "family": "25", "model": "17", "capability"
 
 
 def race(root: Path, name: str, regime: str, prompts_per_step: int, zero_variance: dict[str, float], gain: float):
-    """A race of two seeds, uniform and insight, in which insight's curve is `gain` above uniform's after the start."""
+    """A race of two seeds, uniform and insight, in which insight's curve is `gain` above uniform's after the start,
+    and greso's first seed (its second not yet run)."""
     folder = root / name
     claim_folder(folder, RaceSettings(regimes=(regime,), prompts_per_step=prompts_per_step), "another name")
     ledger = Ledger(folder)
-    for sampler in ("uniform", "insight"):
-        for seed in (0, 1):
+    for sampler, seeds in (("uniform", (0, 1)), ("insight", (0, 1)), ("greso", (0,))):
+        for seed in seeds:
             final = 0.3 + 0.05 * seed + (gain if sampler == "insight" else 0.0)
             ledger.write(
                 {"run": f"{regime}__{sampler}__seed{seed}", "regime": regime, "sampler": sampler, "seed": seed,
                  "pool": {"size": 10}, "accuracy": [[0, 0.2], [10, final]], "unseen_share": [[1, 0.0]],
-                 "zero_variance_share": [[1, zero_variance[sampler]]], "rollouts": 100, "wall_s": 5.0,
+                 "zero_variance_share": [[1, zero_variance.get(sampler, 0.5)]], "rollouts": 100, "wall_s": 5.0,
                  "machine": MACHINE, "start": "aa"}
             )  # fmt: skip
     write_report(folder)
@@ -39,7 +40,7 @@ def test_one_point_per_race_regime_and_sampler_at_uniforms_zero_variance_share(t
     race(tmp_path, "mixes_m8", "mix50", 8, {"uniform": 0.72, "insight": 0.25}, 0.04)
     race(tmp_path, "other", "main", 32, {"uniform": 0.4, "insight": 0.3}, 0.0)  # not one of the races it gathers
     result = selection_pays.gather(tmp_path, ("mixes", "mixes_m8", "absent"))
-    assert [(p["race"], p["prompts_per_step"], p["sampler"]) for p in result["points"]] == [
+    assert [(p["race"], p["prompts_per_step"], p["sampler"]) for p in result["points"]] == [  # no greso: one seed
         ("mixes", 32, "insight"),
         ("mixes_m8", 8, "insight"),
     ]
