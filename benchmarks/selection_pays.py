@@ -32,8 +32,9 @@ SIDE_RACED = ("expected_difficulty", "inverse_evidence")
 """Raced on the main pool only, as InSight's variants are (paired against InSight in the rivals report): this
 figure keeps the samplers raced across regimes."""
 
-MIN_SEEDS = 2
-"""A point is a paired difference with an interval: a sampler with one seed so far in a growing race waits."""
+MIN_SEEDS = 3
+"""A point is a paired difference with an interval worth plotting (two seeds give a t-interval of one degree of
+freedom, 12.7 standard errors wide): a sampler with fewer seeds so far in a growing race waits."""
 
 
 def across_regimes(sampler: str) -> bool:

@@ -17,12 +17,12 @@ MACHINE = {"vendor": "AuthenticAMD", "family": "25", "model": "17", "capability"
 
 
 def race(root: Path, name: str, regime: str, prompts_per_step: int, zero_variance: dict[str, float], gain: float):
-    """A race of two seeds, uniform and insight, in which insight's curve is `gain` above uniform's after the start,
-    and greso's first seed (its second not yet run)."""
+    """A race of three seeds, uniform and insight, in which insight's curve is `gain` above uniform's after the start,
+    and greso's first two seeds (its third not yet run)."""
     folder = root / name
     claim_folder(folder, RaceSettings(regimes=(regime,), prompts_per_step=prompts_per_step), "another name")
     ledger = Ledger(folder)
-    for sampler, seeds in (("uniform", (0, 1)), ("insight", (0, 1)), ("greso", (0,))):
+    for sampler, seeds in (("uniform", (0, 1, 2)), ("insight", (0, 1, 2)), ("greso", (0, 1))):
         for seed in seeds:
             final = 0.3 + 0.05 * seed + (gain if sampler == "insight" else 0.0)
             ledger.write(
@@ -40,7 +40,7 @@ def test_one_point_per_race_regime_and_sampler_at_uniforms_zero_variance_share(t
     race(tmp_path, "mixes_m8", "mix50", 8, {"uniform": 0.72, "insight": 0.25}, 0.04)
     race(tmp_path, "other", "main", 32, {"uniform": 0.4, "insight": 0.3}, 0.0)  # not one of the races it gathers
     result = selection_pays.gather(tmp_path, ("mixes", "mixes_m8", "absent"))
-    assert [(p["race"], p["prompts_per_step"], p["sampler"]) for p in result["points"]] == [  # no greso: one seed
+    assert [(p["race"], p["prompts_per_step"], p["sampler"]) for p in result["points"]] == [  # no greso: two seeds
         ("mixes", 32, "insight"),
         ("mixes_m8", 8, "insight"),
     ]
@@ -49,7 +49,7 @@ def test_one_point_per_race_regime_and_sampler_at_uniforms_zero_variance_share(t
     assert at_32["auc_diff"][0] == pytest.approx(0.01) and at_8["auc_diff"][0] == pytest.approx(0.02)  # half the gain
     assert at_8["machines"] == [f"{describe(MACHINE)}, start aa"]
     table = selection_pays.quoted(result).splitlines()
-    assert len(table) == 4 and table[3].startswith("| mix50 | 8 | 72% | insight | 2 | +2.0 (+/- 0.0) | above 0 |")
+    assert len(table) == 4 and table[3].startswith("| mix50 | 8 | 72% | insight | 3 | +2.0 (+/- 0.0) | above 0 |")
     selection_pays.plot(result, tmp_path / "plot.png")
     assert (tmp_path / "plot.png").stat().st_size > 10_000
 
