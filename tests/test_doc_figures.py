@@ -155,13 +155,16 @@ def intervals(text: str) -> set[tuple[str, str]]:
     return {(mean if mean[0] in "+-" else f"+{mean}", half) for mean, half in INTERVAL.findall(" ".join(text.split()))}
 
 
+def prose(page: str) -> str:
+    """A page's text outside its tables, as one line."""
+    return " ".join(" ".join(line for line in page.splitlines() if not line.startswith("|")).split())
+
+
 def unreported_intervals(page: str, reports: str) -> set[tuple[str, str]]:
     """The intervals a page's prose quotes that neither a race report nor the page's own tables (held to their
     results files above) print."""
-    lines = page.splitlines()
-    prose = "\n".join(line for line in lines if not line.startswith("|"))
-    printed = intervals(reports) | intervals("\n".join(line for line in lines if line.startswith("|")))
-    return intervals(prose) - printed
+    printed = intervals(reports) | intervals("\n".join(line for table in tables(page) for line in table))
+    return intervals(prose(page)) - printed
 
 
 RANGES_OF_INTERVALS = ("(+/- 1.8 to 3.7 points)",)
@@ -170,10 +173,10 @@ RANGES_OF_INTERVALS = ("(+/- 1.8 to 3.7 points)",)
 
 def unparsed_plus_minus(page: str) -> list[str]:
     """The prose "+/-" that INTERVAL does not read (a form it misses would escape the check below unseen)."""
-    prose = " ".join(" ".join(line for line in page.splitlines() if not line.startswith("|")).split())
-    for quoted in [*(match.group(0) for match in INTERVAL.finditer(prose)), *RANGES_OF_INTERVALS]:
-        prose = prose.replace(quoted, "")
-    return [prose[max(0, i - 20) : i + 20] for i in range(len(prose)) if prose.startswith("+/-", i)]
+    text = prose(page)
+    for quoted in [*(match.group(0) for match in INTERVAL.finditer(text)), *RANGES_OF_INTERVALS]:
+        text = text.replace(quoted, "")
+    return [text[max(0, i - 20) : i + 20] for i in range(len(text)) if text.startswith("+/-", i)]
 
 
 def race_reports() -> str:
@@ -195,6 +198,6 @@ def test_a_prose_interval_no_report_prints_is_caught():
     stale = f"{float(half) + 50:.1f}"  # a half-width no report of this tiny model prints
     assert unreported_intervals(f"{page}\nMoPPS moved by {mean} +/- {stale} points.\n", reports) == {(mean, stale)}
     wrapped = f"{page}\nMoPPS moved by {mean.lstrip('+')}\n+/- {stale} points.\n"  # unsigned, across a line break
-    assert unreported_intervals(wrapped, reports) == {(mean if mean[0] == "-" else f"+{mean.lstrip('+')}", stale)}
+    assert unreported_intervals(wrapped, reports) == {(mean, stale)}  # read back signed, as intervals() gives it
     (unread,) = unparsed_plus_minus(f"{page}\nMoPPS moved by {mean} points +/- {stale}.\n")
     assert f"{mean} points +/- {stale}" in unread
